@@ -1,0 +1,476 @@
+"""Tests for sampling_matters.losses: each loss against a plain loop, β, registry, numerics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import normalize
+
+from sampling_matters.losses import (
+    LOSSES,
+    ContrastiveLoss,
+    MarginLoss,
+    TripletLoss,
+    contrastive_loss,
+    make_loss,
+    margin_loss,
+    triplet_loss,
+)
+from sampling_matters.sampling import SAMPLINGS, Pairs, SamplingStats, Triplets
+
+N = 24
+LAYOUTS = {
+    "blocks": torch.arange(N) // 4,
+    "shuffled": (torch.arange(N) // 3)[
+        torch.randperm(N, generator=torch.Generator().manual_seed(1))
+    ],
+    "uneven": torch.tensor([0] * 7 + [1] * 2 + [2] * 5 + [3] + [4] * 6 + [5] * 3),
+}
+
+
+def _embeddings(n: int, dim: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return normalize(torch.randn(n, dim, generator=g, dtype=torch.float64), dim=1).to(dtype)
+
+
+def _sample(sampling: str, x: Tensor, labels: Tensor, seed: int = 0) -> Triplets:
+    return SAMPLINGS[sampling](x.detach(), labels, generator=torch.Generator().manual_seed(seed))
+
+
+def _empty() -> Triplets:
+    return Triplets(*(torch.zeros(0, dtype=torch.int64) for _ in range(3)))
+
+
+def _triplet(a: int, p: int, n: int) -> Triplets:
+    return Triplets(torch.tensor([a]), torch.tensor([p]), torch.tensor([n]))
+
+
+# ---------------------------------------------------------------- plain-loop references
+
+
+def _dist(x: Tensor, i: int, j: int, squared: bool = False) -> Tensor:
+    d2 = sum((x[i, k] - x[j, k]) ** 2 for k in range(x.shape[1]))
+    assert isinstance(d2, Tensor)
+    return d2 if squared else d2.sqrt()
+
+
+def _loop_reduce(
+    x: Tensor, terms: list[Tensor], penalty: Tensor | float = 0.0
+) -> tuple[Tensor, float]:
+    """The loss and the fraction of active terms."""
+    active = sum(1 for t in terms if float(t.detach()) > 0)
+    if active == 0:
+        return x.sum() * 0, 0.0
+    return (sum(terms) + penalty) / active, active / len(terms)  # type: ignore[return-value]
+
+
+def _loop_contrastive(x: Tensor, pairs: Pairs, margin: float) -> tuple[Tensor, float]:
+    terms = [_dist(x, int(a), int(p), squared=True) for a, p in zip(*pairs[:2], strict=True)]
+    for a, n in zip(*pairs[2:], strict=True):
+        terms.append(torch.relu(margin - _dist(x, int(a), int(n))) ** 2)
+    return _loop_reduce(x, terms)
+
+
+def _loop_triplet(x: Tensor, t: Triplets, margin: float, squared: bool) -> tuple[Tensor, float]:
+    terms = []
+    for a, p, n in zip(*t, strict=True):
+        d_ap, d_an = _dist(x, int(a), int(p), squared), _dist(x, int(a), int(n), squared)
+        terms.append(torch.relu(d_ap - d_an + margin))
+    return _loop_reduce(x, terms)
+
+
+def _loop_margin(
+    x: Tensor, pairs: Pairs, beta: Callable[[int], Tensor], margin: float, nu: float
+) -> tuple[Tensor, float]:
+    terms, penalty = [], x.sum() * 0
+    for a, p in zip(*pairs[:2], strict=True):
+        terms.append(torch.relu(margin + (_dist(x, int(a), int(p)) - beta(int(a)))))
+        penalty = penalty + nu * beta(int(a))
+    for a, n in zip(*pairs[2:], strict=True):
+        terms.append(torch.relu(margin - (_dist(x, int(a), int(n)) - beta(int(a)))))
+    return _loop_reduce(x, terms, penalty)
+
+
+def _assert_same(loss: Tensor, reference: tuple[Tensor, float], inputs: list[Tensor]) -> None:
+    """Values and gradients with respect to ``inputs`` agree with the loop's."""
+    reference_loss = reference[0]
+    torch.testing.assert_close(loss, reference_loss, atol=1e-5, rtol=1e-5)
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    ref_grads = torch.autograd.grad(reference_loss, inputs, allow_unused=True)
+    for grad, ref_grad, tensor in zip(grads, ref_grads, inputs, strict=True):
+        grad = torch.zeros_like(tensor) if grad is None else grad
+        ref_grad = torch.zeros_like(tensor) if ref_grad is None else ref_grad
+        torch.testing.assert_close(grad, ref_grad, atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------- against the loops
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("sampling", sorted(SAMPLINGS))
+def test_contrastive_matches_loop(layout: str, sampling: str) -> None:
+    x = _embeddings(N, 6).requires_grad_()
+    triplets = _sample(sampling, x, LAYOUTS[layout])
+    for margin in (1.0, 1.3):
+        reference = _loop_contrastive(x, triplets.to_pairs(), margin)
+        _assert_same(contrastive_loss(x, triplets, margin=margin), reference, [x])
+
+
+def test_contrastive_accepts_pairs_of_different_counts() -> None:
+    x = _embeddings(10, 4).requires_grad_()
+    g = torch.Generator().manual_seed(3)
+    first = [torch.randint(0, 10, (k,), generator=g) for k in (5, 9)]
+    second = [(i + torch.randint(1, 10, i.shape, generator=g)) % 10 for i in first]  # != first
+    pairs = Pairs(first[0], second[0], first[1], second[1])
+    _assert_same(contrastive_loss(x, pairs, margin=1.2), _loop_contrastive(x, pairs, 1.2), [x])
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("sampling", sorted(SAMPLINGS))
+def test_triplet_matches_loop(layout: str, sampling: str, squared: bool) -> None:
+    x = _embeddings(N, 6).requires_grad_()
+    triplets = _sample(sampling, x, LAYOUTS[layout])
+    reference = _loop_triplet(x, triplets, 0.2, squared)
+    _assert_same(triplet_loss(x, triplets, margin=0.2, squared=squared), reference, [x])
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("sampling", sorted(SAMPLINGS))
+def test_margin_matches_loop(layout: str, sampling: str) -> None:
+    x = _embeddings(N, 6).requires_grad_()
+    triplets = _sample(sampling, x, LAYOUTS[layout])
+    g = torch.Generator().manual_seed(2)
+    beta = (1.0 + 0.3 * torch.rand(N, generator=g, dtype=torch.float64)).requires_grad_()
+    for nu in (0.0, 0.1):
+        reference = _loop_margin(x, triplets.to_pairs(), lambda i: beta[i], 0.2, nu)
+        _assert_same(margin_loss(x, triplets, beta, margin=0.2, nu=nu), reference, [x, beta])
+    scalar = _loop_margin(x, triplets.to_pairs(), lambda i: torch.tensor(1.1), 0.2, 0.0)
+    _assert_same(margin_loss(x, triplets, 1.1), scalar, [x])
+
+
+# ---------------------------------------------------------------- modules and β
+
+
+class _Recorder:
+    """A sampling callable that remembers the triplets it returned."""
+
+    def __init__(self, name: str = "uniform") -> None:
+        self.fn, self.calls = SAMPLINGS[name], list[Triplets]()
+
+    def __call__(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        stats: SamplingStats | None = None,
+    ) -> Triplets:
+        self.calls.append(self.fn(embeddings, labels, generator=generator, stats=stats))
+        return self.calls[-1]
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_module_matches_loop_and_reports(name: str) -> None:
+    x, labels = _embeddings(N, 6).requires_grad_(), LAYOUTS["uneven"]
+    recorder = _Recorder()
+    module = make_loss(name, sampling=recorder, generator=torch.Generator().manual_seed(0))
+    loss = module.double()(x, labels)
+    t = recorder.calls[-1]
+    if name == "contrastive":
+        reference = _loop_contrastive(x, t.to_pairs(), 1.0)
+    elif name == "margin":
+        reference = _loop_margin(x, t.to_pairs(), lambda i: torch.tensor(1.2), 0.2, 0.0)
+    else:
+        reference = _loop_triplet(x, t, 0.2, squared=name == "triplet-squared")
+    _assert_same(loss, reference, [x])
+    assert module.last_stats.triplets == len(t.anchor) > 0
+    assert module.last_active_fraction == pytest.approx(reference[1])
+    assert 0 < module.last_active_fraction < 1
+
+
+def test_margin_module_beta_terms_match_loop() -> None:
+    labels = LAYOUTS["shuffled"]
+    indices = torch.randperm(50, generator=torch.Generator().manual_seed(4))[:N]
+    recorder = _Recorder("distance-weighted")
+    module = MarginLoss(n_classes=8, n_items=50, nu=0.05, sampling=recorder).double()
+    assert module.beta_class is not None and module.beta_image is not None
+    with torch.no_grad():
+        module.beta_class.uniform_(-0.1, 0.1)
+        module.beta_image.uniform_(-0.1, 0.1)
+    params = [module.beta0, module.beta_class, module.beta_image]
+
+    def beta_of(i: int) -> Tensor:
+        return params[0] + params[1][labels[i]] + params[2][indices[i]]
+
+    torch.testing.assert_close(
+        module.beta_values(labels, indices), torch.stack([beta_of(i) for i in range(N)])
+    )
+    x = _embeddings(N, 6).requires_grad_()
+    loss = module(x, labels, indices)
+    reference = _loop_margin(x, recorder.calls[-1].to_pairs(), beta_of, 0.2, 0.05)
+    _assert_same(loss, reference, [x, *params])
+    loss = module(x, labels, indices)
+    loss.backward()
+    anchors = recorder.calls[-1].anchor
+    assert module.beta_class.grad is not None and module.beta_image.grad is not None
+    assert bool(module.beta_class.grad[labels[anchors].unique()].ne(0).any())
+    untouched = torch.ones(50, dtype=torch.bool)
+    untouched[indices[anchors]] = False
+    assert bool((module.beta_image.grad[untouched] == 0).all())  # only anchors' β move
+
+
+def test_beta_param_group_holds_exactly_the_beta_parameters() -> None:
+    full = MarginLoss(n_classes=3, n_items=7)
+    group = full.beta_param_group(0.01)
+    assert group["lr"] == 0.01 and group["name"] == "beta"
+    assert {id(p) for p in group["params"]} == {id(p) for p in full.parameters()}
+    assert len(group["params"]) == 3
+    plain = MarginLoss()
+    assert plain.beta_class is None and plain.beta_image is None
+    assert [id(p) for p in plain.beta_param_group(0.5)["params"]] == [id(plain.beta0)]
+    frozen = MarginLoss(beta=0.9, learn_beta=False)
+    assert not frozen.beta0.requires_grad and float(frozen.beta0) == pytest.approx(0.9)
+    model = nn.Linear(4, 4)
+    optimiser = torch.optim.SGD(
+        [{"params": model.parameters()}, full.beta_param_group(0.01)], lr=0.1
+    )
+    assert optimiser.param_groups[1]["lr"] == 0.01
+
+
+def test_nu_penalty_adds_nu_sum_beta_over_triplets_to_the_numerator() -> None:
+    x, labels = _embeddings(N, 6), LAYOUTS["blocks"]
+    triplets = _sample("uniform", x, labels)
+    beta = torch.linspace(1.0, 1.3, N, dtype=torch.float64)
+    base = margin_loss(x, triplets, beta)
+    pairs = triplets.to_pairs()
+    d_pos = (x[pairs.positive_anchor] - x[pairs.positive]).norm(dim=1)
+    d_neg = (x[pairs.negative_anchor] - x[pairs.negative]).norm(dim=1)
+    b_pos, b_neg = beta[pairs.positive_anchor], beta[pairs.negative_anchor]
+    n_active = int((0.2 + d_pos - b_pos > 0).sum() + (0.2 - d_neg + b_neg > 0).sum())
+    penalised = margin_loss(x, triplets, beta, nu=0.3)
+    torch.testing.assert_close(penalised - base, 0.3 * beta[triplets.anchor].sum() / n_active)
+
+
+def test_learned_beta_moves_with_the_optimiser() -> None:
+    x, labels = _embeddings(N, 6, dtype=torch.float32), LAYOUTS["blocks"]
+    module = MarginLoss(n_classes=6, generator=torch.Generator().manual_seed(0))
+    optimiser = torch.optim.SGD([module.beta_param_group(0.5)])
+    before = module.beta0.detach().clone()
+    module(x.requires_grad_(), labels).backward()
+    optimiser.step()
+    assert not torch.equal(before, module.beta0.detach())
+
+
+# ----------------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize("sampling", sorted(SAMPLINGS))
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_trains_one_step_with_every_sampling(name: str, sampling: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(8, 16)
+    g = torch.Generator().manual_seed(0)
+    inputs, labels = torch.randn(N, 8, generator=g), LAYOUTS["shuffled"]
+    loss_fn = make_loss(name, sampling=sampling, generator=g)
+    params = [{"params": model.parameters()}]
+    if isinstance(loss_fn, MarginLoss):
+        params.append(loss_fn.beta_param_group(0.01))
+    optimiser = torch.optim.SGD(params, lr=0.1)
+    loss = loss_fn(normalize(model(inputs), dim=1), labels)
+    loss.backward()
+    assert bool(torch.isfinite(loss)) and loss.dim() == 0
+    grads = [p.grad for p in model.parameters()]
+    assert all(grad is not None and bool(torch.isfinite(grad).all()) for grad in grads)
+    optimiser.step()
+    assert loss_fn.last_stats.triplets > 0
+
+
+def test_registry_builds_the_named_modules() -> None:
+    assert isinstance(make_loss("contrastive"), ContrastiveLoss)
+    assert isinstance(make_loss("margin"), MarginLoss)
+    plain, squared = make_loss("triplet"), make_loss("triplet-squared")
+    assert isinstance(plain, TripletLoss) and isinstance(squared, TripletLoss)
+    assert not plain.squared and squared.squared
+
+
+# ----------------------------------------------------------------------- numerics
+
+
+def _finite_step(module: nn.Module, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    x = x.detach().requires_grad_()
+    loss = module(x, labels)
+    (grad,) = torch.autograd.grad(loss, [x])
+    assert bool(torch.isfinite(loss)), loss
+    assert bool(torch.isfinite(grad).all())
+    return loss, grad
+
+
+@pytest.mark.parametrize("dim", [2, 3, 128, 4096])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_finite_in_any_dimension(name: str, dim: int) -> None:
+    module = make_loss(name, generator=torch.Generator().manual_seed(0))
+    _finite_step(module, _embeddings(16, dim, dtype=torch.float32), torch.arange(16) // 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_half_precision_inputs(name: str, dtype: torch.dtype) -> None:
+    module = make_loss(name, generator=torch.Generator().manual_seed(0))
+    x = _embeddings(32, 64, dtype=dtype)
+    loss, grad = _finite_step(module, x, torch.arange(32) // 4)
+    assert loss.dtype == torch.float32 and grad.dtype == dtype
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_identical_embeddings(name: str) -> None:
+    x = normalize(torch.ones(12, 8), dim=1)
+    loss, grad = _finite_step(make_loss(name), x, torch.arange(12) // 3)
+    assert float(loss.detach()) > 0 and bool((grad == 0).all())  # every distance is 0: no direction
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_one_class_gives_zero_loss_and_zero_gradient(name: str) -> None:
+    module = make_loss(name)
+    loss, grad = _finite_step(
+        module, _embeddings(8, 4, dtype=torch.float32), torch.zeros(8, dtype=torch.int64)
+    )
+    assert float(loss.detach()) == 0.0 and bool((grad == 0).all())
+    assert module.last_stats.triplets == 0 and module.last_stats.anchors_without_negative == 8
+    assert module.last_active_fraction == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_class_with_one_image(name: str) -> None:
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2])
+    recorder = _Recorder("distance-weighted")
+    module = LOSSES[name](sampling=recorder)
+    _finite_step(module, _embeddings(7, 5, dtype=torch.float32), labels)
+    t = recorder.calls[-1]
+    assert len(t.anchor) == 12 and not bool(((t.anchor == 6) | (t.positive == 6)).any())
+
+
+def test_zero_triplets() -> None:
+    x = _embeddings(5, 3).requires_grad_()
+    beta = torch.full((5,), 1.2, dtype=torch.float64, requires_grad=True)
+    for loss in (
+        contrastive_loss(x, _empty()),
+        triplet_loss(x, _empty()),
+        triplet_loss(x, _empty(), squared=True),
+        margin_loss(x, _empty(), beta, nu=0.5),
+    ):
+        assert float(loss.detach()) == 0.0 and loss.requires_grad
+        grad_x, grad_beta = torch.autograd.grad(loss, [x, beta], allow_unused=True)
+        assert grad_x is not None and bool((grad_x == 0).all())
+        assert grad_beta is None or bool((grad_beta == 0).all())
+
+
+def test_zero_active_terms_give_exactly_zero_loss_and_gradient() -> None:
+    # anchor 0, positive 1 at the same point (D = 0), negative 2 far away (D = 5)
+    x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [3.0, 4.0]], dtype=torch.float64)
+    x.requires_grad_()
+    beta = torch.full((3,), 1.0, dtype=torch.float64, requires_grad=True)
+    t = _triplet(0, 1, 2)
+    for loss in (
+        contrastive_loss(x, t, margin=1.0),
+        triplet_loss(x, t, margin=0.2),
+        triplet_loss(x, t, margin=0.2, squared=True),
+        margin_loss(x, t, beta, margin=0.2, nu=0.5),  # the penalty is dropped as well
+    ):
+        assert float(loss.detach()) == 0.0
+        grads = torch.autograd.grad(loss, [x, beta], allow_unused=True)
+        assert all(grad is None or bool((grad == 0).all()) for grad in grads)
+    margin_loss(x, t, beta, nu=0.5).backward()  # still on the graph
+    assert x.grad is not None and beta.grad is not None and float(beta.grad.abs().sum()) == 0
+
+
+def test_module_zero_active_fraction() -> None:
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [-1.0, 0.0]])
+    module = TripletLoss(sampling="hard")
+    loss = module(x.requires_grad_(), torch.tensor([0, 0, 1, 1]))
+    assert float(loss.detach()) == 0.0 and module.last_active_fraction == 0.0
+    assert module.last_stats.triplets == 4
+
+
+# -------------------------------------------------------------------- bad input
+
+X = _embeddings(4, 3)
+T = _triplet(0, 1, 2)
+I = torch.tensor([0])  # noqa: E741
+
+BAD_CALLS: dict[str, tuple[Callable[[], object], str]] = {
+    "1-d embeddings": (lambda: triplet_loss(X[0], T), r"shape \(N, D\)"),
+    "integer embeddings": (lambda: triplet_loss(X.long(), T), "floating-point"),
+    "nan embeddings": (lambda: triplet_loss(X * float("nan"), T), "NaN or Inf"),
+    "list not triplets": (lambda: triplet_loss(X, [I, I, I]), "Triplets"),  # type: ignore[arg-type]
+    "pairs to triplet": (lambda: triplet_loss(X, T.to_pairs()), "Triplets, got Pairs"),  # type: ignore[arg-type]
+    "float index": (
+        lambda: triplet_loss(X, Triplets(I.float(), I, I)),
+        "anchor must be a 1-d int64",
+    ),
+    "int32 index": (
+        lambda: contrastive_loss(X, Triplets(I, I.int(), I)),
+        "positive must be a 1-d int64",
+    ),
+    "2-d index": (lambda: triplet_loss(X, Triplets(I, I, I[None])), "negative must be a 1-d"),
+    "out of range": (lambda: triplet_loss(X, _triplet(0, 4, 1)), r"\[0, N\) = \[0, 4\)"),
+    "negative index": (lambda: margin_loss(X, _triplet(-1, 0, 1), 1.0), r"\[0, N\)"),
+    "unequal lengths": (
+        lambda: triplet_loss(X, Triplets(I, torch.tensor([0, 1]), I)),
+        "equal lengths",
+    ),
+    "unequal pairs": (
+        lambda: contrastive_loss(X, Pairs(I, torch.tensor([0, 1]), I, I)),
+        "equal lengths",
+    ),
+    "beta shape": (lambda: margin_loss(X, T, torch.ones(3)), r"shape \(\) or \(N,\) = \(4,\)"),
+    "beta integer": (lambda: margin_loss(X, T, torch.ones(4).long()), "floating tensor"),
+    "beta nan": (lambda: margin_loss(X, T, float("nan")), "beta must be a finite number"),
+    "beta tensor inf": (lambda: margin_loss(X, T, torch.full((4,), float("inf"))), "NaN or Inf"),
+    "contrastive margin": (lambda: contrastive_loss(X, T, margin=-0.1), "margin must be .* >= 0"),
+    "triplet margin": (lambda: triplet_loss(X, T, margin=0.0), "margin must be .* > 0"),
+    "margin margin": (lambda: margin_loss(X, T, 1.0, margin=-1.0), "margin must be .* > 0"),
+    "negative nu": (lambda: margin_loss(X, T, 1.0, nu=-0.1), "nu must be .* >= 0"),
+    "inf margin": (lambda: triplet_loss(X, T, margin=float("inf")), "finite"),
+    "bool margin": (lambda: triplet_loss(X, T, margin=True), "margin must be"),
+    "unknown loss": (lambda: make_loss("quadruplet"), r"unknown loss .*'contrastive'.*'margin'"),
+    "unknown sampling": (lambda: TripletLoss(sampling="easy"), r"unknown sampling .*'hard'"),
+    "sampling not callable": (lambda: MarginLoss(sampling=3), "callable"),  # type: ignore[arg-type]
+    "module margin": (lambda: ContrastiveLoss(margin=-1), "margin must be"),
+    "module beta": (lambda: MarginLoss(beta=-0.5), "beta must be .* >= 0"),
+    "n_classes": (lambda: MarginLoss(n_classes=0), "n_classes must be a positive integer"),
+    "n_items": (lambda: MarginLoss(n_items=2.5), "n_items must be a positive integer"),  # type: ignore[arg-type]
+    "lr": (lambda: MarginLoss().beta_param_group(0.0), "lr must be .* > 0"),
+    "labels beyond n_classes": (
+        lambda: MarginLoss(n_classes=2)(X, torch.tensor([0, 0, 2, 2])),
+        r"labels must lie in \[0, n_classes\) = \[0, 2\)",
+    ),
+    "missing indices": (
+        lambda: MarginLoss(n_items=10)(X, torch.tensor([0, 0, 1, 1])),
+        "needs indices",
+    ),
+    "indices beyond n_items": (
+        lambda: MarginLoss(n_items=3)(X, torch.tensor([0, 0, 1, 1]), torch.arange(4)),
+        r"indices must lie in \[0, n_items\) = \[0, 3\)",
+    ),
+    "float indices": (
+        lambda: MarginLoss(n_items=3)(X, torch.tensor([0, 0, 1, 1]), torch.zeros(4)),
+        "indices must be a 1-d integer tensor",
+    ),
+    "bad user sampling": (
+        lambda: TripletLoss(sampling=lambda e, lab, generator=None, stats=None: _triplet(0, 9, 1))(
+            X, torch.tensor([0, 0, 1, 1])
+        ),
+        r"\[0, N\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_bad_input_raises_a_helpful_value_error(case: str) -> None:
+    call, message = BAD_CALLS[case]
+    with pytest.raises(ValueError, match=message):
+        call()
