@@ -46,21 +46,36 @@ def check_valid(triplets, labels):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_positive_pairs_against_loop(layout):
+def test_grouping_against_loop(layout):
     labels = LAYOUTS[layout]
-    pairs = sampling._positive_pairs(labels)
-    listed = list(zip(pairs.anchor.tolist(), pairs.positive.tolist()))
+    groups = sampling._group(labels)
+    order = groups.order.tolist()
+    sorted_labels = labels[groups.order]
+    assert (sorted_labels[1:] >= sorted_labels[:-1]).all()
+    for s in range(len(labels)):
+        block = [t for t in range(len(labels)) if sorted_labels[t] == sorted_labels[s]]
+        assert (groups.start[s], groups.size[s]) == (block[0], len(block))
+        listed = groups.positive[s][groups.valid[s]].tolist()
+        assert sorted(listed) == [t for t in block if t != s]
+        assert (groups.positive[s][~groups.valid[s]] == s).all()  # padding points at itself
+    assert groups.width == max(int((labels == label).sum()) - 1 for label in labels)
+    t = groups.triplets(groups.positive)  # "negative" = positive: checks the mapping only
+    listed = list(zip(t.anchor.tolist(), t.positive.tolist()))
     assert len(listed) == len(set(listed)) and set(listed) == positive_pairs_loop(labels.tolist())
-    assert pairs.width == max(int((labels == label).sum()) - 1 for label in labels)
-    table = torch.arange(len(labels) * pairs.width).view(len(labels), pairs.width)
-    by_pair = pairs.per_pair(table)
-    for a in range(len(labels)):  # anchor a's pairs read row a of the table, left to right
-        assert (
-            by_pair[pairs.anchor == a].tolist()
-            == table[a, : int((pairs.anchor == a).sum())].tolist()
-        )
-    values = torch.rand(len(pairs.anchor))
-    assert torch.equal(pairs.per_pair(pairs.to_table(values, -1.0)), values)
+    assert torch.equal(t.negative, t.positive)
+    assert order == sorted(range(len(labels)), key=lambda i: (labels[i].item(), i))
+
+
+def test_uniform_negatives_cover_exactly_the_negatives():
+    labels = torch.tensor([4, 1, 4, 9, 1, 1, 7])
+    groups = sampling._group(labels)
+    drawn = groups.uniform_negatives(4000, torch.Generator().manual_seed(0))
+    for s in range(len(labels)):
+        seen = set(drawn[s].tolist())
+        negatives = {
+            t for t in range(len(labels)) if labels[groups.order[t]] != labels[groups.order[s]]
+        }
+        assert seen == negatives
 
 
 @pytest.mark.parametrize("name", SAMPLINGS)
@@ -130,32 +145,48 @@ def sphere_weights_loop(x, labels, cutoff, nonzero_loss_cutoff):
 
 
 @pytest.mark.parametrize("dim", [2, 3, 8, 64, 512])
-def test_sphere_weights_against_loop(dim):
+@pytest.mark.parametrize("nonzero_loss_cutoff", [1.4, 1.9])
+def test_sphere_weights_against_loop(dim, nonzero_loss_cutoff):
     labels = torch.arange(40) // 4
     x = unit(40, dim, seed=dim)
     x[1] = x[12]  # a negative at distance 0 from anchor 12's row
     x[20] = torch.nn.functional.normalize(x[21] + 0.3 * x[20], dim=0)  # a close positive
-    squared = sampling.unit_squared_distances(x)
-    sampling._block_positives_(squared, sampling._positive_pairs(labels), math.inf)
-    weights = sampling._sphere_weights_(squared, dim, 0.5, 1.4**2).double()
+    groups = sampling._group(labels)  # labels already sorted: positions = indices
+    squared = (2 - 2 * x @ x.T).clamp_min(0)
+    groups.block_(squared, 0, math.inf)
+    setting = sampling._Weighting(dim, 0.5, nonzero_loss_cutoff**2, "sphere", 8)
+    weights = sampling._sphere_weights_(squared, setting, torch.empty(40, 40)).double()
     totals = weights.sum(1, keepdim=True)
-    expected = sphere_weights_loop(x, labels, 0.5, 1.4)
+    expected = sphere_weights_loop(x, labels, 0.5, nonzero_loss_cutoff)
     admissible_rows = expected.sum(1) > 0
     assert torch.equal(totals[:, 0] > 0, admissible_rows)
-    assert torch.allclose(
-        (weights / totals.clamp_min(1e-300))[admissible_rows], expected[admissible_rows], atol=1e-4
-    )
+    normalised = weights / totals.clamp_min(1e-300)
+    assert torch.allclose(normalised[admissible_rows], expected[admissible_rows], atol=1e-4)
 
 
 def test_draw_follows_weights():
     weights = torch.tensor([[0.0, 1.0, 2.0, 0.0, 5.0], [3.0, 0.0, 0.0, 1.0, 0.0]])
-    drawn = sampling._draw(weights.clone(), 20_000, torch.Generator().manual_seed(0))
+    drawn = sampling._draw_(weights, 20_000, torch.Generator().manual_seed(0), torch.empty(2, 5))
     for row in range(2):
         counts = torch.bincount(drawn[row], minlength=5).numpy()
         assert (counts[weights[row].numpy() == 0] == 0).all()
         nonzero = weights[row].numpy() > 0
         expected = weights[row].numpy()[nonzero] / weights[row].sum().item() * 20_000
         assert stats.chisquare(counts[nonzero], expected).pvalue > 1e-3
+
+
+def test_chunked_sampling_matches_one_chunk(monkeypatch):
+    x, labels = (
+        unit(300, 16),
+        (torch.arange(300) // 3)[torch.randperm(300, generator=torch.Generator().manual_seed(0))],
+    )
+    whole = distance_weighted(x, labels, generator=torch.Generator().manual_seed(5))
+    monkeypatch.setattr(sampling, "_chunk_rows", lambda n: 7)
+    chunked = distance_weighted(x, labels, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(whole.anchor, chunked.anchor) and torch.equal(
+        whole.positive, chunked.positive
+    )
+    check_valid(chunked, labels)
 
 
 def target_cdf(dim, cutoff, nonzero_loss_cutoff):

@@ -26,11 +26,7 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from sampling_matters.distances import (
-    check_embeddings,
-    pairwise_distances,
-    unit_squared_distances,
-)
+from sampling_matters.distances import check_embeddings, compute_dtype, pairwise_distances
 
 __all__ = [
     "SAMPLINGS",
@@ -129,161 +125,153 @@ def _describe(x: object) -> str:
     return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
 
 
-def _check_unit_norm(self_squared: Tensor, dtype: torch.dtype) -> None:
-    """Check unit norms from the diagonal 2 - 2‖x‖² of the squared distance matrix.
-
-    Also rejects NaN and Inf, which make the diagonal NaN.
-    """
-    tolerance = 2e-2 if dtype in (torch.float16, torch.bfloat16) else 2e-3
-    worst = float(self_squared.abs().max()) if len(self_squared) else 0.0
-    if not worst <= tolerance:
+def _check_unit_norm(embeddings: Tensor) -> None:
+    """Raise ``ValueError`` unless every row has unit norm (also rejects NaN and Inf)."""
+    tolerance = 1e-2 if embeddings.dtype in (torch.float16, torch.bfloat16) else 1e-3
+    squared_norms = embeddings.detach().to(compute_dtype(embeddings)).pow(2).sum(1)  # (N,)
+    worst = float((squared_norms - 1.0).abs().max()) if len(embeddings) else 0.0
+    if not worst <= 2 * tolerance:
         raise ValueError(
             "distance weighted sampling assumes finite, L2-normalised embeddings (points on "
-            f"the unit sphere), but a row's squared norm is off 1 by {worst / 2:.3g}; "
+            f"the unit sphere), but a row's squared norm is off 1 by {worst:.3g}; "
             "normalise them first, e.g. torch.nn.functional.normalize(embeddings, dim=1)"
         )
 
 
-class _PairLayout(NamedTuple):
-    """All ordered (anchor, positive) pairs, and where each sits in a padded (N, m) table.
+class _Groups(NamedTuple):
+    """A batch grouped by label, in *sorted positions*.
 
-    Row s of the table belongs to anchor ``order[s]``; its first ``k`` entries are that
-    anchor's k pairs. Pairs are listed in the table's row-major order, so a per-anchor
-    table ``t`` of shape (N, m), indexed by anchor, gives one value per pair through
-    :meth:`per_pair`.
+    Position s holds item ``order[s]``; items of one label occupy the contiguous
+    positions ``start[s] … start[s] + size[s] - 1``. Row s of ``positive`` lists the
+    positions of its k = size[s] - 1 positives in its first k columns (``valid``);
+    the padding columns hold s itself, so that writing through them only touches
+    the diagonal. Strategies work on the embeddings permuted into this order and map
+    the triplets back through ``order`` at the end.
     """
 
-    anchor: Tensor  # (P,)
-    positive: Tensor  # (P,)
-    order: Tensor  # (N,)
+    order: Tensor  # (N,) int64
+    start: Tensor  # (N,) int64
+    size: Tensor  # (N,) int64
+    positive: Tensor  # (N, m) int64
     valid: Tensor  # (N, m) bool
 
     @property
     def width(self) -> int:
-        """m, the most positives any anchor has (at least 1)."""
-        return max(self.valid.shape[1], 1)
+        """m, the most positives any item has (at least 1, so tables keep a column)."""
+        return max(self.positive.shape[1], 1)
 
-    def per_pair(self, table: Tensor) -> Tensor:
-        """(P,) values of an (N, ≥m) table indexed by anchor, one per pair."""
-        return table[self.order, : self.valid.shape[1]][self.valid]
+    @property
+    def has_negative(self) -> Tensor:
+        """(N,) whether each position's item has any negative in the batch."""
+        return self.size < len(self.order)
 
-    def to_table(self, values: Tensor, fill: float) -> Tensor:
-        """The inverse of :meth:`per_pair`: (P,) values into an (N, m) table by anchor."""
-        by_row = values.new_full(self.valid.shape, fill)  # (N, m), row s = anchor order[s]
-        by_row[self.valid] = values
-        table = torch.empty_like(by_row)
-        table[self.order] = by_row
-        return table
+    def block_(self, rows: Tensor, first_row: int, value: float) -> Tensor:
+        """In place: ``value`` at each row's positives and itself.
+
+        Args:
+            rows: (B, N) the rows ``first_row … first_row + B - 1`` of an (N, N) matrix.
+            first_row: the position of the first row.
+            value: what to write.
+        """
+        block = self.positive[first_row : first_row + len(rows)]  # (B, m)
+        rows.scatter_(1, block, value)
+        rows.diagonal(offset=first_row).fill_(value)
+        return rows
+
+    def uniform_negatives(self, m: int, generator: torch.Generator | None) -> Tensor:
+        """(N, m) positions drawn uniformly among each row's negatives, in O(N·m).
+
+        The j-th negative of a row is position j, skipping the row's own label block.
+        Rows without a negative get an arbitrary valid position.
+        """
+        n = len(self.order)
+        u = torch.rand(n, m, generator=generator, device=self.order.device)  # (N, m)
+        j = u.mul_((n - self.size)[:, None]).long()  # (N, m) in [0, n_negatives)
+        j += self.size[:, None] * (j >= self.start[:, None])
+        return j.clamp_(max=n - 1)
+
+    def triplets(self, negative: Tensor, keep: Tensor | None = None) -> Triplets:
+        """Triplets of original indices, one per valid (row, column) slot.
+
+        Args:
+            negative: (N, m) a negative position per slot, or (N,) one per row.
+            keep: (N,) rows to keep; None keeps all.
+        """
+        selected = self.valid if keep is None else self.valid & keep[:, None]  # (N, m)
+        flat = selected.view(-1).nonzero().squeeze(1)  # (T,)
+        row = flat.div(self.width, rounding_mode="floor")  # (T,)
+        positive = self.positive.view(-1)[flat]  # (T,)
+        negative = negative[row] if negative.dim() == 1 else negative.reshape(-1)[flat]
+        return Triplets(self.order[row], self.order[positive], self.order[negative])
 
 
-def _positive_pairs(labels: Tensor) -> _PairLayout:
-    """All ordered (anchor, positive) pairs of distinct same-label items, in O(N·m).
-
-    Labels may come in any order: items are grouped by a stable sort, and each item
-    is paired with the other members of its group.
-    """
+def _group(labels: Tensor) -> _Groups:
+    """Group a batch by label (a stable sort): see :class:`_Groups`. O(N log N + N·m)."""
     sorted_labels, order = labels.sort(stable=True)  # (N,), (N,)
-    _, group, size = torch.unique_consecutive(
+    _, group, counts = torch.unique_consecutive(
         sorted_labels, return_inverse=True, return_counts=True
     )
-    start = (torch.cumsum(size, 0) - size)[group]  # (N,) group start of each sorted item
-    partners = size[group] - 1  # (N,)
-    m = int(partners.max())
-    column = torch.arange(m, device=labels.device)  # (m,)
-    own = torch.arange(len(labels), device=labels.device) - start  # (N,) place in group
-    partner = start[:, None] + column + (column >= own[:, None])  # (N, m) sorted positions
-    valid = column < partners[:, None]  # (N, m)
-    anchor = order[:, None].expand(-1, m)[valid]  # (P,)
-    return _PairLayout(anchor, order[partner[valid]], order, valid)
+    start = (torch.cumsum(counts, 0) - counts)[group]  # (N,)
+    size = counts[group]  # (N,)
+    column = torch.arange(int(size.max()) - 1, device=labels.device)  # (m,)
+    position = torch.arange(len(labels), device=labels.device)  # (N,)
+    slot = start[:, None] + column + (column >= (position - start)[:, None])  # (N, m)
+    valid = column < (size - 1)[:, None]  # (N, m)
+    positive = torch.where(valid, slot, position[:, None])  # (N, m)
+    return _Groups(order, start, size, positive, valid)
 
 
-def _no_triplets(labels: Tensor, stats: SamplingStats | None) -> Triplets:
-    """The empty result, for an empty batch."""
+def _record(
+    stats: SamplingStats | None,
+    groups: _Groups,
+    triplets: Triplets,
+    keep: Tensor | None,
+    fallback: Tensor | None,
+) -> None:
+    """Fill ``stats`` (when given) with what a strategy did.
+
+    Args:
+        stats: the object to fill, or None.
+        groups: the grouped batch.
+        triplets: what the strategy returns.
+        keep: (N,) the rows it kept, or None for all.
+        fallback: (N, m) or (N, 1) slots whose negative came from a fall-back rule.
+    """
+    if stats is None:
+        return
+    stats.triplets = len(triplets.anchor)
+    dropped = groups.valid.any(1) if keep is None else groups.valid.any(1) & ~keep
+    stats.anchors_without_negative = 0 if keep is None else int(dropped.sum())
+    counted = groups.valid if keep is None else groups.valid & keep[:, None]
+    stats.fallback = 0 if fallback is None else int((counted & fallback).sum())
+
+
+def _empty(labels: Tensor, stats: SamplingStats | None) -> Triplets:
+    """The result for an empty batch."""
     if stats is not None:
         stats.triplets = stats.anchors_without_negative = stats.fallback = stats.band_empty = 0
     empty = torch.zeros(0, dtype=torch.int64, device=labels.device)
     return Triplets(empty, empty, empty)
 
 
-def _block_positives_(matrix: Tensor, pairs: _PairLayout, value: float) -> Tensor:
-    """In place: set every (anchor, positive) entry and the diagonal to ``value``."""
-    matrix[pairs.anchor, pairs.positive] = value
-    matrix.diagonal().fill_(value)
-    return matrix
-
-
-def _draw(weights: Tensor, m: int, generator: torch.Generator | None) -> Tensor:
+def _draw_(weights: Tensor, m: int, generator: torch.Generator | None, out: Tensor) -> Tensor:
     """Draw ``m`` column indices per row with probability ∝ ``weights`` (inverse CDF).
 
     Args:
-        weights: (R, N) non-negative weights, overwritten by their cumulative sums.
+        weights: (R, N) non-negative weights.
         m: draws per row, with replacement.
         generator: the random source.
+        out: (R, N) buffer that receives the cumulative sums; its last column is then
+            each row's total weight.
 
     Returns:
         (R, m) int64 column indices, never of a zero-weight entry of a row whose
         weights are not all zero.
     """
-    cdf = torch.cumsum(weights, 1, out=weights)  # (R, N)
+    cdf = torch.cumsum(weights, 1, out=out)  # (R, N)
     u = torch.rand(len(cdf), m, generator=generator, device=cdf.device, dtype=cdf.dtype)
-    # (1 - u) ∈ (0, 1]: the first index with cdf ≥ (1 - u)·total has positive weight.
-    targets = (1.0 - u).mul_(cdf[:, -1:])  # (R, m)
-    return torch.searchsorted(cdf, targets).clamp_(max=cdf.shape[1] - 1)
-
-
-def _uniform_rows(labels: Tensor, rows: Tensor) -> Tensor:
-    """(R, N) weights 1 on the negatives of each given row, 0 elsewhere."""
-    return (labels[rows, None] != labels[None, :]).float()
-
-
-def _triplets_by_weight(
-    weights: Tensor,
-    labels: Tensor,
-    pairs: _PairLayout,
-    generator: torch.Generator | None,
-    stats: SamplingStats | None,
-) -> Triplets:
-    """One negative per (anchor, positive) pair drawn ∝ the anchor's row of ``weights``.
-
-    ``weights`` (N, N) is zero on each anchor's positives and itself. Rows that are all
-    zero fall back to a uniform negative; anchors without any negative are dropped.
-    """
-    drawn = _draw(weights, pairs.width, generator)  # (N, m); weights now hold the cdf
-    empty = weights[:, -1] <= 0  # (N,) rows whose total weight is 0
-    fallback = torch.zeros_like(empty)
-    if bool(empty.any()):
-        rows = empty.nonzero(as_tuple=True)[0]
-        uniform_cdf = _uniform_rows(labels, rows)  # (R, N), a cdf after the draw
-        drawn[rows] = _draw(uniform_cdf, pairs.width, generator)
-        fallback[rows] = uniform_cdf[:, -1] > 0
-    has_negative = ~empty | fallback  # (N,)
-    triplets = Triplets(pairs.anchor, pairs.positive, pairs.per_pair(drawn))
-    return _assemble(triplets, has_negative, fallback, stats)
-
-
-def _assemble(
-    triplets: Triplets, has_negative: Tensor, fallback: Tensor | None, stats: SamplingStats | None
-) -> Triplets:
-    """Drop the triplets whose anchor has no negative and record the counts.
-
-    Args:
-        triplets: one triplet per positive pair.
-        has_negative: (N,) whether each item has a negative in the batch.
-        fallback: (N,) whether each anchor's negatives came from a fall-back rule, or
-            (T,) per triplet, or None.
-        stats: filled when given.
-    """
-    keep = has_negative[triplets.anchor]  # (P,)
-    kept = Triplets(*(index[keep] for index in triplets))
-    if stats is not None:
-        stats.triplets = len(kept.anchor)
-        has_positive = torch.zeros_like(has_negative)
-        has_positive[triplets.anchor] = True
-        stats.anchors_without_negative = int((has_positive & ~has_negative).sum())
-        if fallback is not None:
-            per_triplet = fallback if len(fallback) == len(keep) else fallback[triplets.anchor]
-            stats.fallback = int(per_triplet[keep].sum())
-    return kept
+    # (1 - u)·total ∈ (0, total]: the first index with cdf ≥ it has positive weight.
+    return torch.searchsorted(cdf, (1.0 - u).mul_(cdf[:, -1:]))  # (R, m)
 
 
 @torch.no_grad()
@@ -295,6 +283,8 @@ def uniform(
     stats: SamplingStats | None = None,
 ) -> Triplets:
     """For every (anchor, positive) pair, a negative drawn uniformly from the batch.
+
+    Costs O(N·m) for m positives per anchor: no N×N matrix.
 
     Args:
         embeddings: (N, D) embeddings (only their count and device matter here).
@@ -314,17 +304,18 @@ def uniform(
     """
     _check_inputs(embeddings, labels)
     if not len(labels):
-        return _no_triplets(labels, stats)
-    pairs = _positive_pairs(labels)
-    weights = torch.ones(len(labels), len(labels), device=labels.device)  # (N, N)
-    _block_positives_(weights, pairs, 0.0)
-    return _triplets_by_weight(weights, labels, pairs, generator, stats)
+        return _empty(labels, stats)
+    groups = _group(labels)
+    keep = groups.has_negative
+    triplets = groups.triplets(groups.uniform_negatives(groups.width, generator), keep)
+    _record(stats, groups, triplets, keep, None)
+    return triplets
 
 
-def _negative_distances(embeddings: Tensor, pairs: _PairLayout) -> Tensor:
-    """(N, N) distances with +inf on each anchor's positives and itself."""
-    dist = pairwise_distances(embeddings.detach())  # (N, N)
-    return _block_positives_(dist, pairs, math.inf)
+def _negative_distances(embeddings: Tensor, groups: _Groups) -> Tensor:
+    """(N, N) distances between sorted positions, +inf at each row's positives and itself."""
+    dist = pairwise_distances(embeddings.detach()[groups.order])  # (N, N)
+    return groups.block_(dist, 0, math.inf)
 
 
 @torch.no_grad()
@@ -349,11 +340,13 @@ def hard(
     """
     _check_inputs(embeddings, labels)
     if not len(labels):
-        return _no_triplets(labels, stats)
-    pairs = _positive_pairs(labels)
-    closest_dist, closest = _negative_distances(embeddings, pairs).min(1)  # (N,), (N,)
-    triplets = Triplets(pairs.anchor, pairs.positive, closest[pairs.anchor])
-    return _assemble(triplets, closest_dist < math.inf, None, stats)
+        return _empty(labels, stats)
+    groups = _group(labels)
+    closest = _negative_distances(embeddings, groups).argmin(1)  # (N,)
+    keep = groups.has_negative
+    triplets = groups.triplets(closest, keep)
+    _record(stats, groups, triplets, keep, None)
+    return triplets
 
 
 @torch.no_grad()
@@ -391,25 +384,23 @@ def semihard(
         raise ValueError(f"margin must be > 0, got {margin}")
     _check_inputs(embeddings, labels)
     if not len(labels):
-        return _no_triplets(labels, stats)
-    pairs = _positive_pairs(labels)
-    anchor, positive = pairs.anchor, pairs.positive
-    dist = pairwise_distances(embeddings.detach())  # (N, N)
-    d_ap = dist[anchor, positive]  # (P,)
-    sorted_dist, order = _block_positives_(dist, pairs, math.inf).sort(1)  # (N, N)
-    n_negatives = (sorted_dist < math.inf).sum(1)  # (N,)
-    by_anchor = pairs.to_table(d_ap, math.inf)  # (N, m) each anchor's positive distances
-    beyond = pairs.per_pair(torch.searchsorted(sorted_dist, by_anchor, right=True))  # (P,)
-    last = (n_negatives[anchor] - 1).clamp_(min=0)  # (P,) the farthest negative
-    fallback = beyond > last  # (P,)
-    column = torch.where(fallback, last, beyond)  # (P,)
-    triplets = Triplets(anchor, positive, order[anchor, column])
-    kept = _assemble(triplets, n_negatives > 0, fallback, stats)
+        return _empty(labels, stats)
+    groups = _group(labels)
+    dist = pairwise_distances(embeddings.detach()[groups.order])  # (N, N)
+    d_ap = dist.gather(1, groups.positive)  # (N, m)
+    sorted_dist, by_distance = groups.block_(dist, 0, math.inf).sort(1)  # (N, N)
+    beyond = torch.searchsorted(sorted_dist, d_ap, right=True)  # (N, m)
+    last = (len(dist) - groups.size - 1).clamp_(min=0)[:, None]  # (N, 1) farthest negative
+    fallback = beyond > last  # (N, m)
+    column = torch.where(fallback, last, beyond)  # (N, m)
+    keep = groups.has_negative
+    triplets = groups.triplets(by_distance.gather(1, column), keep)
+    _record(stats, groups, triplets, keep, fallback)
     if stats is not None:
-        d_an = sorted_dist[anchor, column]
-        outside = (d_an <= d_ap) | (d_an >= d_ap + margin)  # (P,)
-        stats.band_empty = int(outside[n_negatives[anchor] > 0].sum())
-    return kept
+        d_an = sorted_dist.gather(1, column)  # (N, m)
+        outside = (d_an <= d_ap) | (d_an >= d_ap + margin)  # (N, m)
+        stats.band_empty = int((outside & groups.valid & keep[:, None]).sum())
+    return triplets
 
 
 def distance_bins(
@@ -438,46 +429,97 @@ def distance_bins(
     return position.long()
 
 
-def _sphere_weights_(squared: Tensor, dim: int, cutoff: float, upper: float) -> Tensor:
-    """In place: w(d) = q(max(d, cutoff))^-1 / max over the row's admissible entries.
+class _Weighting(NamedTuple):
+    """The settings of one distance weighted sampling call."""
 
-    ``squared`` holds squared distances, +inf on entries that are never admissible.
-    Admissible means d² < ``upper``. With x = clamp(d², cutoff², upper),
+    dim: int
+    cutoff: float
+    upper: float  # admissible: squared distance < upper
+    density: str
+    bins: int
 
-        log w = -(n-2)/2 · log x - (n-3)/2 · log(4 - x) + const   (the paper's Eq. 1)
+    @property
+    def monotone(self) -> bool:
+        """Whether q(d)^-1 decreases over [cutoff, sqrt(upper)]: q's mode lies beyond it."""
+        mode_squared = 4.0 if self.dim <= 3 else 4.0 * (self.dim - 2) / (2 * self.dim - 5)
+        return self.upper <= mode_squared
 
-    Every step is one in-place pass over the (N, N) buffer plus one second buffer:
-    ``log((4 - x) / (4 - upper))`` is exactly 0 at the inadmissible entries (x = upper
-    after clamping) and positive elsewhere, so its sign is the admissibility mask.
-    Log weights below -80 (relative to the row's largest) are raised to -80, which
-    keeps ``exp`` out of float32's slow subnormal range; such weights are below the
-    cdf's resolution anyway.
+
+def _sphere_weights_(squared: Tensor, setting: _Weighting, buffer: Tensor) -> Tensor:
+    """In place: w(d) = q(max(d, cutoff))^-1, normalised by each row's largest.
+
+    ``squared`` (B, N) holds squared distances, +inf where never admissible. With
+    x = clamp(d², cutoff², upper), -log q = -(n-2)/2 · log x - (n-3)/2 · log(4 - x)
+    + const (the paper's Eq. 1). The second log is taken as
+    y = log(1 + (upper - x) / (4 - upper)), equal to log(4 - x) up to a constant, which
+    is exactly 0 where x = upper (inadmissible) and positive elsewhere: its sign is the
+    admissibility mask, with no boolean tensor. Log weights are clamped to [-80, 0]
+    relative to the row's largest admissible one: -80 keeps ``exp`` out of float32's
+    slow subnormal range (such weights lie below the cdf's resolution anyway), and 0
+    caps the inadmissible entries, which the mask then zeroes.
 
     Returns:
-        (N, N) weights in [0, 1], zero exactly where inadmissible.
+        ``squared``, now (B, N) weights in [0, 1], exactly 0 where inadmissible.
     """
-    a, b = (dim - 2) / 2, (dim - 3) / 2
-    row_min = squared.amin(1, keepdim=True).clamp_(cutoff**2, upper)  # (N, 1)
-    x = squared.clamp_(cutoff**2, upper)  # (N, N)
-    denominator = 4.0 - torch.tensor(upper, dtype=x.dtype)  # rounded as the buffer is
-    log_4_minus = torch.sub(4.0, x).div_(denominator).log_()  # (N, N) ≥ 0, 0 = blocked
-    row_max = -a * row_min.log() - b * (4.0 - row_min).div_(denominator).log_()  # (N, 1)
-    log_w = x.log_().mul_(-a).add_(log_4_minus, alpha=-b).sub_(row_max)  # (N, N) ≤ 0
-    weights = log_w.clamp_(min=-80.0).exp_()
-    return weights.mul_(log_4_minus.sign_())
+    a, b = (setting.dim - 2) / 2, (setting.dim - 3) / 2
+    x = squared.clamp_(setting.cutoff**2, setting.upper)
+    y = torch.sub(setting.upper, x, out=buffer).mul_(1.0 / (4.0 - setting.upper))
+    y = y.add_(1.0).log_()  # log(1 + z) is exactly 0 at z = 0, and faster than log1p
+    log_w = x.log_().mul_(-a).add_(y, alpha=-b)  # (B, N)
+    if setting.monotone:  # the largest weight is admissible whenever any entry is
+        row_max = log_w.amax(1, keepdim=True)  # (B, 1)
+    else:
+        row_max = log_w.masked_fill(y == 0, -math.inf).amax(1, keepdim=True).clamp_(min=-1e30)
+    return log_w.sub_(row_max).clamp_(-80.0, 0.0).exp_().mul_(y.sign_())
 
 
-def _empirical_weights_(squared: Tensor, cutoff: float, upper: float, bins: int) -> Tensor:
-    """In place: weights 1 / (the anchor's admissible negatives in the same distance bin).
+def _empirical_weights_(squared: Tensor, setting: _Weighting, buffer: Tensor) -> Tensor:
+    """Weights 1 / (the row's admissible entries in the same distance bin).
 
-    ``squared`` holds squared distances, +inf on entries that are never admissible.
+    ``squared`` (B, N) holds squared distances, +inf where never admissible; it is
+    overwritten. ``buffer`` is not used (the sphere's weighting needs one).
     """
-    admissible = (squared < upper).float()  # (N, N)
-    distances = squared.clamp_(0.0, upper).sqrt_()  # (N, N)
-    bin_index = distance_bins(distances, cutoff, math.sqrt(upper), bins)  # (N, N)
-    counts = torch.zeros(len(squared), bins, dtype=squared.dtype, device=squared.device)
-    counts.scatter_add_(1, bin_index, admissible)  # (N, bins)
-    return admissible.div_(counts.gather(1, bin_index).clamp_min_(1.0))  # (N, N)
+    weights = torch.lt(squared, setting.upper).to(squared.dtype)  # (B, N) admissible
+    distances = squared.clamp_(0.0, setting.upper).sqrt_()  # (B, N)
+    bin_index = distance_bins(distances, setting.cutoff, math.sqrt(setting.upper), setting.bins)
+    counts = torch.zeros(len(squared), setting.bins, dtype=weights.dtype, device=weights.device)
+    counts.scatter_add_(1, bin_index, weights)  # (B, bins)
+    return weights.div_(counts.gather(1, bin_index).clamp_min_(1.0))
+
+
+def _chunk_rows(n: int) -> int:
+    """Rows per chunk: about 2^19 entries, so each elementwise pass stays in cache."""
+    return max(1, min(n, (1 << 19) // max(n, 1)))
+
+
+def _draw_weighted(
+    x: Tensor, groups: _Groups, setting: _Weighting, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Draw ``groups.width`` negatives per row ∝ the row's weights, chunk by chunk.
+
+    Args:
+        x: (N, D) unit-norm embeddings in sorted positions.
+        groups: the grouped batch.
+        setting: what to weight by.
+        generator: the random source.
+
+    Returns:
+        (N, m) drawn positions and (N,) whether each row had no admissible negative.
+    """
+    n, m = len(x), groups.width
+    drawn = torch.empty(n, m, dtype=torch.int64, device=x.device)
+    empty = torch.empty(n, dtype=torch.bool, device=x.device)
+    chunk = _chunk_rows(n)
+    buffer = torch.empty(chunk, n, dtype=x.dtype, device=x.device)
+    weigh = _sphere_weights_ if setting.density == "sphere" else _empirical_weights_
+    for first in range(0, n, chunk):
+        rows = slice(first, first + chunk)
+        squared = torch.mm(x[rows], x.T).mul_(-2.0).add_(2.0)  # (B, N) = 2 - 2 cos
+        groups.block_(squared, first, math.inf)
+        weights = weigh(squared, setting, buffer[: len(squared)])
+        drawn[rows] = _draw_(weights, m, generator, out=buffer[: len(squared)])
+        empty[rows] = buffer[: len(squared), -1] <= 0
+    return drawn, empty
 
 
 @torch.no_grad()
@@ -510,7 +552,9 @@ def distance_weighted(
 
     An anchor with no admissible negative draws a uniform negative instead (never
     itself, never a positive), counted in ``stats.fallback``; an anchor without any
-    negative gives no triplet (``stats.anchors_without_negative``).
+    negative gives no triplet (``stats.anchors_without_negative``). Rows are
+    processed in chunks, so memory stays O(N · 2^19 / N) beyond the inputs: no N×N
+    matrix is ever held.
 
     Args:
         embeddings: (N, D) L2-normalised embeddings, D ≥ 2.
@@ -541,18 +585,21 @@ def distance_weighted(
         raise ValueError(
             f"embeddings need dimension D >= 2 to lie on a sphere, got {embeddings.shape[1]}"
         )
+    _check_unit_norm(embeddings)
     if not len(labels):
-        return _no_triplets(labels, stats)
-    squared = unit_squared_distances(embeddings)  # (N, N)
-    _check_unit_norm(squared.diagonal(), embeddings.dtype)
-    pairs = _positive_pairs(labels)
-    _block_positives_(squared, pairs, math.inf)
+        return _empty(labels, stats)
+    groups = _group(labels)
+    x = embeddings.detach()[groups.order].to(compute_dtype(embeddings))  # (N, D) sorted
     upper = min(nonzero_loss_cutoff**2, 4.0 * (1.0 - 1e-6))
-    if density == "sphere":
-        weights = _sphere_weights_(squared, embeddings.shape[1], cutoff, upper)
-    else:
-        weights = _empirical_weights_(squared, cutoff, upper, bins)
-    return _triplets_by_weight(weights, labels, pairs, generator, stats)
+    setting = _Weighting(embeddings.shape[1], cutoff, upper, density, bins)
+    drawn, empty = _draw_weighted(x, groups, setting, generator)
+    keep = groups.has_negative
+    fallback = (empty & keep)[:, None]  # (N, 1)
+    if bool(fallback.any()):
+        drawn = torch.where(fallback, groups.uniform_negatives(groups.width, generator), drawn)
+    triplets = groups.triplets(drawn, keep)
+    _record(stats, groups, triplets, keep, fallback)
+    return triplets
 
 
 def _check_distance_weighted_args(
