@@ -1,7 +1,9 @@
 import pytest
 import torch
 
+from sampling_matters import distances
 from sampling_matters.distances import (
+    anchor_distances,
     cosine_similarity,
     pair_distances,
     pairwise_distances,
@@ -69,3 +71,43 @@ def test_bad_input():
         pairwise_distances(torch.ones(3, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="same dimension"):
         pairwise_distances(torch.randn(3, 2), torch.randn(3, 4))
+
+
+ROUTES = {
+    "differences": lambda x, a, o: distances._AnchorSquaredDistances.apply(x, a, o)[0],
+    "gram": lambda x, a, o: distances._gram_squared_distances(x, a, o),
+}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_anchor_distance_routes_against_loop_and_gradcheck(route):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(12, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    anchor = torch.tensor([0, 1, 2, 3, 3, 11])
+    others = torch.tensor([[1, 0, 3, 4, 5, 0], [6, 7, 8, 9, 10, 2]])
+    got = ROUTES[route](x, anchor, others)
+    expected = loop_distances(x.detach(), x.detach())[anchor, others] ** 2
+    assert torch.allclose(got, expected)
+    assert torch.autograd.gradcheck(lambda y: ROUTES[route](y, anchor, others), (x,))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_anchor_distance_routes_identical_rows_have_no_gradient(route):
+    x = torch.nn.functional.normalize(torch.ones(5, 7), dim=1).requires_grad_()
+    got = ROUTES[route](x, torch.tensor([0, 1]), torch.tensor([[2, 3]]))
+    assert torch.equal(got, torch.zeros(1, 2))
+    (grad,) = torch.autograd.grad(distances.safe_sqrt(got).sum(), x)
+    assert torch.equal(grad, torch.zeros_like(grad))
+
+
+def test_anchor_distances_picks_a_route_and_handles_empty():
+    x = torch.randn(64, 8, requires_grad=True)
+    anchor, other = torch.arange(8), torch.arange(8, 16)
+    small = anchor_distances(x, anchor, (other,))[0]  # 64² ≤ 128·8: Gram route
+    assert torch.allclose(small, (x[anchor] - x[other]).norm(dim=1), atol=1e-5)
+    empty = anchor_distances(x, anchor[:0], (other[:0], other[:0]))
+    assert [d.shape for d in empty] == [(0,), (0,)]
+    big = torch.randn(300, 8)
+    assert torch.allclose(
+        anchor_distances(big, anchor, (other,))[0], (big[anchor] - big[other]).norm(dim=1)
+    )

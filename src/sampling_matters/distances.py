@@ -8,10 +8,15 @@ the input's dtype otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = [
+    "anchor_distances",
     "check_embeddings",
     "compute_dtype",
     "cosine_similarity",
@@ -110,9 +115,88 @@ def pair_distances(
     Returns:
         (T,) distances, in float32 for half-precision inputs.
     """
+    return anchor_distances(embeddings, first, (second,), squared=squared)[0]
+
+
+class _AnchorSquaredDistances(torch.autograd.Function):
+    """‖x[anchor] − x[other]‖² for k index tensors ``others`` (k, T), by differences.
+
+    Autograd through gathers, a subtraction and a square takes about a dozen passes
+    over the (k, T, D) differences; this backward takes three (a scale and two
+    ``index_add_``).
+    """
+
+    @staticmethod
+    def forward(x: Tensor, anchor: Tensor, others: Tensor) -> tuple[Tensor, Tensor]:
+        rows = x.index_select(0, anchor)  # (T, D)
+        gathered = x.index_select(0, others.view(-1)).view(*others.shape, x.shape[1])
+        diff = rows.sub(gathered)  # (k, T, D)
+        return diff.square().sum(2), diff  # (k, T)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor], output: Any) -> None:
+        x, anchor, others = inputs
+        ctx.save_for_backward(anchor, others, output[1])
+        ctx.n = len(x)
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor, _: Any) -> tuple[Tensor, None, None]:
+        anchor, others, diff = ctx.saved_tensors
+        grad_diff = diff.mul(grad.mul(2.0)[:, :, None])  # (k, T, D)
+        grad_x = diff.new_zeros(ctx.n, diff.shape[2])  # (N, D)
+        grad_x.index_add_(0, anchor, grad_diff.sum(0))
+        grad_x.index_add_(0, others.view(-1), grad_diff.view(-1, diff.shape[2]), alpha=-1.0)
+        return grad_x, None, None
+
+
+def _gram_squared_distances(x: Tensor, anchor: Tensor, others: Tensor) -> Tensor:
+    """‖x[anchor] − x[other]‖² for (k, T) ``others``, read off the Gram matrix x·xᵀ.
+
+    One matrix product forward and two backward: cheaper than differences when the
+    batch is small. Values below float rounding of ‖a‖² + ‖b‖² are set to exactly 0,
+    so identical rows have distance 0 and no gradient, as with differences.
+    """
+    n = len(x)
+    gram = x @ x.T  # (N, N)
+    norms = gram.diagonal()  # (N,)
+    dots = gram.view(-1).index_select(0, (anchor * n + others).view(-1)).view(others.shape)
+    scale = norms.index_select(0, anchor) + norms.index_select(0, others.view(-1)).view(
+        others.shape
+    )
+    squared = scale - 2.0 * dots  # (k, T)
+    tolerance = 16 * torch.finfo(x.dtype).eps
+    return torch.where(squared > tolerance * scale, squared, torch.zeros_like(squared))
+
+
+def anchor_distances(
+    embeddings: Tensor, anchor: Tensor, others: Sequence[Tensor], *, squared: bool = False
+) -> list[Tensor]:
+    """Distances from each ``anchor[i]`` to ``other[i]``, for several index tensors.
+
+    Two exact-in-value routes, chosen by cost: for a small batch (N² ≤ 128 · k·T) the
+    distances are read off the Gram matrix (one matrix product), otherwise they are
+    computed from the gathered differences, anchor rows gathered once, with a
+    three-pass backward. Differentiable once in the embeddings.
+
+    Args:
+        embeddings: (N, D) embeddings.
+        anchor: (T,) int64 row indices.
+        others: (T,) int64 row indices each.
+        squared: return squared distances.
+
+    Returns:
+        One (T,) tensor of distances per entry of ``others``, in float32 for
+        half-precision inputs.
+    """
     x = embeddings.to(compute_dtype(embeddings))
-    d2 = (x[first] - x[second]).pow(2).sum(1)  # (T,)
-    return d2 if squared else safe_sqrt(d2)
+    stacked = torch.stack(list(others)) if others else anchor.new_zeros(0, len(anchor))  # (k, T)
+    if len(x) ** 2 <= 128 * stacked.numel():
+        squares = _gram_squared_distances(x, anchor, stacked)  # (k, T)
+    else:
+        squares, _ = _AnchorSquaredDistances.apply(x, anchor, stacked)  # type: ignore[no-untyped-call]
+    return list(squares if squared else safe_sqrt(squares))
 
 
 def unit_squared_distances(x: Tensor) -> Tensor:

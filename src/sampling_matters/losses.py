@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sampling_matters.distances import check_embeddings, pair_distances
+from sampling_matters.distances import anchor_distances, check_embeddings, pair_distances
 from sampling_matters.sampling import SAMPLINGS, Pairs, SamplingStats, Triplets
 
 __all__ = [
@@ -156,18 +156,27 @@ def _as_pairs(tuples: Triplets | Pairs) -> Pairs:
 # ------------------------------------------------------------------ per-term losses
 
 
+def _pair_distances(embeddings: Tensor, pairs: Pairs, squared: bool) -> tuple[Tensor, Tensor]:
+    """(P,) positive and (Q,) negative pair distances; anchors gathered once when shared."""
+    if pairs.positive_anchor is pairs.negative_anchor:  # pairs of Triplets
+        d_pos, d_neg = anchor_distances(
+            embeddings, pairs.positive_anchor, (pairs.positive, pairs.negative), squared=squared
+        )
+        return d_pos, d_neg
+    d_pos = pair_distances(embeddings, pairs.positive_anchor, pairs.positive, squared=squared)
+    d_neg = pair_distances(embeddings, pairs.negative_anchor, pairs.negative, squared=squared)
+    return d_pos, d_neg
+
+
 def _contrastive_terms(embeddings: Tensor, pairs: Pairs, margin: float) -> Tensor:
     """Per-pair contrastive losses: D² for positive pairs, (α − D)₊² for negative pairs."""
-    d2_pos = pair_distances(embeddings, pairs.positive_anchor, pairs.positive, squared=True)  # (P,)
-    d_neg = pair_distances(embeddings, pairs.negative_anchor, pairs.negative)  # (Q,)
-    return torch.cat([d2_pos, torch.relu(margin - d_neg).square()])  # (P + Q,)
+    d_pos, d_neg = _pair_distances(embeddings, pairs, squared=False)  # (P,), (Q,)
+    return torch.cat([d_pos.square(), torch.relu(margin - d_neg).square()])  # (P + Q,)
 
 
 def _triplet_terms(embeddings: Tensor, triplets: Triplets, margin: float, squared: bool) -> Tensor:
     """Per-triplet losses (D_ap − D_an + α)₊, on squared distances if ``squared``."""
-    a, p, n = triplets
-    d_ap = pair_distances(embeddings, a, p, squared=squared)  # (T,)
-    d_an = pair_distances(embeddings, a, n, squared=squared)  # (T,)
+    d_ap, d_an = _pair_distances(embeddings, triplets.to_pairs(), squared)  # (T,), (T,)
     return torch.relu(d_ap - d_an + margin)  # (T,)
 
 
@@ -176,17 +185,17 @@ def _beta_at(beta: float | Tensor, anchor: Tensor, like: Tensor) -> Tensor:
     if not isinstance(beta, Tensor):
         return torch.full_like(like, float(beta))  # (P,)
     beta = beta.to(like.dtype)
-    return beta[anchor] if beta.dim() == 1 else beta.expand(len(anchor))  # (P,)
+    return beta.index_select(0, anchor) if beta.dim() == 1 else beta.expand(len(anchor))  # (P,)
 
 
 def _margin_terms(
     embeddings: Tensor, pairs: Pairs, beta: float | Tensor, margin: float, nu: float
 ) -> tuple[Tensor, Tensor | None]:
     """Per-pair margin losses (α + y (D − β))₊ and the penalty ν Σ β over positive pairs."""
-    d_pos = pair_distances(embeddings, pairs.positive_anchor, pairs.positive)  # (P,)
-    d_neg = pair_distances(embeddings, pairs.negative_anchor, pairs.negative)  # (Q,)
+    d_pos, d_neg = _pair_distances(embeddings, pairs, squared=False)  # (P,), (Q,)
     beta_pos = _beta_at(beta, pairs.positive_anchor, d_pos)  # (P,)
-    beta_neg = _beta_at(beta, pairs.negative_anchor, d_neg)  # (Q,)
+    shared = pairs.positive_anchor is pairs.negative_anchor
+    beta_neg = beta_pos if shared else _beta_at(beta, pairs.negative_anchor, d_neg)  # (Q,)
     pos = torch.relu(margin + d_pos - beta_pos)  # (P,) y = +1
     neg = torch.relu(margin - d_neg + beta_neg)  # (Q,) y = -1
     penalty = nu * beta_pos.sum() if nu != 0 else None  # () one β per positive pair
