@@ -506,6 +506,11 @@ def _notes(rows: Sequence[Row], with_pml: bool) -> list[str]:
         "- Timings on a shared machine are noisy: other processes' threads contend with "
         "torch's, and a busy core can inflate a short call many times over. The header says "
         "how much CPU others used during the run.",
+        "- Small batches: distance weighted sampling pays a fixed cost of about 80 small tensor "
+        "operations per call (grouping the labels, the cutoffs, the draw, the triplet list), "
+        "0.3–0.5 ms here, which outweighs a cdist of 0.1–0.3 ms. From n = 1024 on, the "
+        "per-entry work dominates and the ratio falls well under the target. Rows are "
+        "processed in cache-sized blocks, so no N×N matrix is held.",
     ]
     return [*lines, ""]
 
