@@ -377,6 +377,20 @@ def _sample(
     return triplets, stats
 
 
+def _sampled_loss(
+    module: ContrastiveLoss | TripletLoss | MarginLoss,
+    embeddings: Tensor,
+    labels: Tensor,
+    terms_of: Callable[[Triplets], tuple[Tensor, Tensor | None]],
+) -> Tensor:
+    """Sample with the module's strategy, reduce the per-term losses, record the stats."""
+    triplets, module.last_stats = _sample(module.sampling, embeddings, labels, module.generator)
+    terms, penalty = terms_of(triplets)
+    loss, n_active = _reduce(terms, penalty)
+    module.last_active_fraction = _active_fraction(terms, n_active)
+    return loss
+
+
 def _zeros_parameter(name: str, size: int | None) -> nn.Parameter | None:
     if size is None:
         return None
@@ -425,11 +439,12 @@ class ContrastiveLoss(nn.Module):
         Returns:
             () scalar loss.
         """
-        triplets, self.last_stats = _sample(self.sampling, embeddings, labels, self.generator)
-        terms = _contrastive_terms(embeddings, triplets.to_pairs(), self.margin)  # (2T,)
-        loss, n_active = _reduce(terms)
-        self.last_active_fraction = _active_fraction(terms, n_active)
-        return loss
+        return _sampled_loss(
+            self,
+            embeddings,
+            labels,
+            lambda t: (_contrastive_terms(embeddings, t.to_pairs(), self.margin), None),
+        )
 
     def extra_repr(self) -> str:
         """Hyperparameters, for ``repr``."""
@@ -479,11 +494,12 @@ class TripletLoss(nn.Module):
         Returns:
             () scalar loss.
         """
-        triplets, self.last_stats = _sample(self.sampling, embeddings, labels, self.generator)
-        terms = _triplet_terms(embeddings, triplets, self.margin, self.squared)  # (T,)
-        loss, n_active = _reduce(terms)
-        self.last_active_fraction = _active_fraction(terms, n_active)
-        return loss
+        return _sampled_loss(
+            self,
+            embeddings,
+            labels,
+            lambda t: (_triplet_terms(embeddings, t, self.margin, self.squared), None),
+        )
 
     def extra_repr(self) -> str:
         """Hyperparameters, for ``repr``."""
@@ -606,15 +622,16 @@ class MarginLoss(nn.Module):
             () scalar loss.
         """
         beta = self.beta_values(labels, indices)  # (N,)
-        triplets, self.last_stats = _sample(self.sampling, embeddings, labels, self.generator)
         if beta.device != embeddings.device:
             raise ValueError(
                 f"MarginLoss is on {beta.device} but embeddings on {embeddings.device}"
             )
-        terms, penalty = _margin_terms(embeddings, triplets.to_pairs(), beta, self.margin, self.nu)
-        loss, n_active = _reduce(terms, penalty)
-        self.last_active_fraction = _active_fraction(terms, n_active)
-        return loss
+        return _sampled_loss(
+            self,
+            embeddings,
+            labels,
+            lambda t: _margin_terms(embeddings, t.to_pairs(), beta, self.margin, self.nu),
+        )
 
     def extra_repr(self) -> str:
         """Hyperparameters, for ``repr``."""
