@@ -15,7 +15,7 @@ Example:
     True
 """
 
-from sampling_matters import batching, distances, losses, sampling, sphere
+from sampling_matters import batching, distances, evaluation, losses, sampling, sphere
 from sampling_matters.batching import PKSampler
 from sampling_matters.losses import (
     LOSSES,
@@ -56,6 +56,7 @@ __all__ = [
     "contrastive_loss",
     "distance_weighted",
     "distances",
+    "evaluation",
     "hard",
     "log_distance_density",
     "losses",
