@@ -33,6 +33,7 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/sampling_speed.py
+	$(BIN)/python benchmarks/evaluation_speed.py
 
 demo:
 	@echo "make demo arrives with the pipeline (issue 4): data sets, backbones and training."

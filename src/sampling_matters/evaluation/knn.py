@@ -43,6 +43,7 @@ METRICS: tuple[str, ...] = ("euclidean", "cosine")
 BACKENDS: tuple[str, ...] = ("auto", "torch", "faiss")
 
 _BLOCK_BYTES = 256 * 2**20  # the largest (chunk, gallery) or (chunk, k, D) block built at once
+_FAISS_CHUNK = 4096  # faiss's own query block size in a flat search
 _FAISS_GPU_MAX_K = 2048  # faiss's GPU flat search returns at most this many neighbours
 
 Search = Callable[[Tensor], Tensor]  # (C, D) queries -> (C, k') int64 gallery indices
@@ -121,8 +122,8 @@ def knn(
         empty = queries.new_zeros(0, k)
         return Neighbours(empty, empty.long())
     wanted = k + int(exclude)  # one more, when the query itself may be among them
-    search = _searcher(backend, gallery, wanted, metric)
-    size = chunk_size or _default_chunk_size(len(gallery), queries.dtype)
+    search, default_size = _searcher(backend, gallery, wanted, metric)
+    size = chunk_size or default_size
     parts = [
         _search_chunk(search, queries, gallery, start, size, exclude, metric)
         for start in _progress(range(0, len(queries), size), progress)
@@ -289,14 +290,20 @@ def _pair_values(block: Tensor, gallery: Tensor, indices: Tensor, metric: str) -
     return neighbours.sub_(block[:, None, :]).square_().sum(dim=2).sqrt_()  # (C, k)
 
 
-def _searcher(backend: str, gallery: Tensor, k: int, metric: str) -> Search:
-    """The ranking function of ``backend`` for a search of ``k`` neighbours in ``gallery``."""
+def _searcher(backend: str, gallery: Tensor, k: int, metric: str) -> tuple[Search, int]:
+    """The ranking function of ``backend`` for ``k`` neighbours, and its default chunk size.
+
+    The torch search builds a (chunk, gallery) block of scores, so its chunk keeps that
+    block within 256 MB; faiss blocks its own work and returns only (chunk, k), so its
+    chunk is at least faiss's query block (4,096).
+    """
     faiss = None if backend == "torch" else _import_faiss()
     if backend == "faiss" and faiss is None:
         raise ValueError("backend='faiss' needs faiss: pip install faiss-cpu (or faiss-gpu)")
+    chunk = _default_chunk_size(len(gallery), gallery.dtype)
     if faiss is None or (gallery.is_cuda and not _faiss_has_gpu(faiss) and backend == "auto"):
-        return _torch_searcher(gallery, k, metric)
-    return _faiss_searcher(faiss, gallery, k, metric)
+        return _torch_searcher(gallery, k, metric), chunk
+    return _faiss_searcher(faiss, gallery, k, metric), max(chunk, _FAISS_CHUNK)
 
 
 def _torch_searcher(gallery: Tensor, k: int, metric: str) -> Search:
