@@ -35,6 +35,7 @@ from sampling_matters.sampling import SAMPLINGS, Pairs, SamplingStats, Triplets
 __all__ = [
     "LOSSES",
     "ContrastiveLoss",
+    "LossModule",
     "MarginLoss",
     "TripletLoss",
     "contrastive_loss",
@@ -385,6 +386,7 @@ def _sampled_loss(
 ) -> Tensor:
     """Sample with the module's strategy, reduce the per-term losses, record the stats."""
     triplets, module.last_stats = _sample(module.sampling, embeddings, labels, module.generator)
+    module.last_triplets = triplets
     terms, penalty = terms_of(triplets)
     loss, n_active = _reduce(terms, penalty)
     module.last_active_fraction = _active_fraction(terms, n_active)
@@ -411,6 +413,7 @@ class ContrastiveLoss(nn.Module):
     Attributes:
         last_stats: the :class:`SamplingStats` of the last call.
         last_active_fraction: the fraction of the last call's pairs with non-zero loss.
+        last_triplets: the triplets the last call sampled (None before the first call).
     """
 
     def __init__(
@@ -427,6 +430,7 @@ class ContrastiveLoss(nn.Module):
         self.generator = generator
         self.last_stats = SamplingStats()
         self.last_active_fraction = 0.0
+        self.last_triplets: Triplets | None = None
 
     def forward(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None = None) -> Tensor:
         """Sample triplets from the batch and return the loss.
@@ -464,6 +468,7 @@ class TripletLoss(nn.Module):
     Attributes:
         last_stats: the :class:`SamplingStats` of the last call.
         last_active_fraction: the fraction of the last call's triplets with non-zero loss.
+        last_triplets: the triplets the last call sampled (None before the first call).
     """
 
     def __init__(
@@ -482,6 +487,7 @@ class TripletLoss(nn.Module):
         self.generator = generator
         self.last_stats = SamplingStats()
         self.last_active_fraction = 0.0
+        self.last_triplets: Triplets | None = None
 
     def forward(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None = None) -> Tensor:
         """Sample triplets from the batch and return the loss.
@@ -536,6 +542,7 @@ class MarginLoss(nn.Module):
         beta_image: (n_items,) Parameter β⁽ⁱᵐᵍ⁾ initialised to 0, or ``None``.
         last_stats: the :class:`SamplingStats` of the last call.
         last_active_fraction: the fraction of the last call's pairs with non-zero loss.
+        last_triplets: the triplets the last call sampled (None before the first call).
     """
 
     beta_class: nn.Parameter | None
@@ -565,6 +572,7 @@ class MarginLoss(nn.Module):
         self.generator = generator
         self.last_stats = SamplingStats()
         self.last_active_fraction = 0.0
+        self.last_triplets: Triplets | None = None
 
     def beta_values(self, labels: Tensor, indices: Tensor | None = None) -> Tensor:
         """Each embedding's β = β⁽⁰⁾ + β⁽ᶜˡᵃˢˢ⁾[label] + β⁽ⁱᵐᵍ⁾[index].
@@ -641,7 +649,10 @@ class MarginLoss(nn.Module):
 
 # ------------------------------------------------------------------------ registry
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {
+LossModule = ContrastiveLoss | TripletLoss | MarginLoss
+"""Any of the loss modules."""
+
+LOSSES: dict[str, Callable[..., LossModule]] = {
     "contrastive": ContrastiveLoss,
     "triplet": TripletLoss,
     "triplet-squared": partial(TripletLoss, squared=True),
@@ -655,7 +666,7 @@ def make_loss(
     *,
     sampling: str | Sampling = "distance-weighted",
     generator: torch.Generator | None = None,
-) -> nn.Module:
+) -> LossModule:
     """Build the loss module ``name`` with its default hyperparameters.
 
     Args:

@@ -1,0 +1,253 @@
+"""The ``sampling-matters`` command: prepare, train, eval, embed, search.
+
+Every subcommand has ``--help`` with an example. ``train`` takes its settings from
+flags, on top of an optional ``--config FILE.yaml`` whose keys are the flags' names
+(``classes-per-batch`` or ``classes_per_batch``); an unknown key or flag is an error
+that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sampling_matters.training import TrainConfig
+
+__all__ = ["main"]
+
+EXAMPLES = {
+    "prepare": "sampling-matters prepare kanji",
+    "train": (
+        "sampling-matters train --data kanji --model small-cnn --loss margin "
+        "--sampling distance-weighted --steps 2500 --out runs/kanji"
+    ),
+    "eval": "sampling-matters eval runs/kanji",
+    "embed": "sampling-matters embed runs/kanji --data kanji --split test --out runs/kanji/test.pt",
+    "search": (
+        "sampling-matters search runs/kanji --gallery runs/kanji/test.pt "
+        "--query my_glyph.png -k 10 --sheet search.png"
+    ),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"sampling-matters {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sampling-matters",
+        description="Deep embedding learning with distance weighted sampling (Wu et al., 2017).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, build in (
+        ("prepare", _prepare_parser),
+        ("train", _train_parser),
+        ("eval", _eval_parser),
+        ("embed", _embed_parser),
+        ("search", _search_parser),
+    ):
+        build(
+            commands.add_parser(
+                name,
+                help=(build.__doc__ or "").strip().splitlines()[0],
+                description=(build.__doc__ or "").strip(),
+                epilog=f"example:\n  {EXAMPLES[name]}",
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
+    return parser
+
+
+# ---------------------------------------------------------------------------- prepare
+
+
+def _prepare_parser(parser: argparse.ArgumentParser) -> None:
+    """Fetch and build an offline data set (emoji, kanji, fashion-mnist) into the cache."""
+    parser.add_argument("name", choices=("emoji", "kanji", "fashion-mnist"))
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="default ~/.cache/sampling-matters"
+    )
+    parser.set_defaults(handler=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from sampling_matters.data.offline import prepare
+
+    path = prepare(args.name, cache_dir=args.cache_dir)
+    print(path)
+    return 0
+
+
+# ------------------------------------------------------------------------------ train
+
+
+def _train_parser(parser: argparse.ArgumentParser) -> None:
+    """Train an embedding; writes config.yaml, best.pt, last.pt, log.csv, metrics.json."""
+    parser.add_argument("--config", type=Path, help="YAML file of defaults (keys = flag names)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    for section in TrainConfig().sections():
+        for f in fields(section):
+            _add_field_flag(parser, f.name, getattr(section, f.name))
+    parser.set_defaults(handler=_train)
+
+
+def _add_field_flag(parser: argparse.ArgumentParser, name: str, default: Any) -> None:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(default, bool):
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+    elif isinstance(default, tuple):
+        parser.add_argument(flag, type=float, nargs="+", default=None)
+    else:
+        kind = (
+            type(default)
+            if default is not None
+            else (int if name in ("steps", "epochs", "image_size") else str)
+        )
+        parser.add_argument(flag, type=kind, default=None, help=f"default {default!r}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sampling_matters.training import train
+
+    config = _train_config(args)
+    metrics = train(config, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = _read_yaml(args.config) if args.config else {}
+    known = {f.name for section in TrainConfig().sections() for f in fields(section)}
+    for name in known:
+        value = getattr(args, name)
+        if value is not None:
+            values[name] = value
+    return TrainConfig.from_flat(values)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    with path.open() as handle:
+        loaded = yaml.safe_load(handle) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} must hold a mapping of setting names to values")
+    return {str(key).replace("-", "_"): value for key, value in loaded.items()}
+
+
+# ------------------------------------------------------------------------- eval/embed
+
+
+def _eval_parser(parser: argparse.ArgumentParser) -> None:
+    """Print the test metrics of a run's best model as JSON."""
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--data", help="data spec to evaluate on (default: the run's)")
+    parser.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from sampling_matters.evaluation import evaluate
+
+    model, config = _load_run(args.run)
+    embeddings, labels, _ = _embed_split(model, args.data or config.data.data, "test", config)
+    print(json.dumps(evaluate(embeddings, labels), indent=2))
+    return 0
+
+
+def _embed_parser(parser: argparse.ArgumentParser) -> None:
+    """Embed a data set with a run's best model and save embeddings, labels and items."""
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--data", required=True, help="data spec, e.g. kanji or folder:PATH")
+    parser.add_argument("--split", default="test", choices=("train", "test", "all"))
+    parser.add_argument("--out", type=Path, required=True, help="file to write (torch.save)")
+    parser.set_defaults(handler=_embed)
+
+
+def _embed(args: argparse.Namespace) -> int:
+    model, config = _load_run(args.run)
+    embeddings, labels, items = _embed_split(model, args.data, args.split, config)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"embeddings": embeddings, "labels": labels, "items": items}, args.out)
+    print(f"{len(items)} embeddings of dimension {embeddings.shape[1]} -> {args.out}")
+    return 0
+
+
+def _load_run(run: Path) -> tuple[Any, TrainConfig]:
+    from sampling_matters.models import build_model
+
+    if not (run / "best.pt").exists():
+        raise FileNotFoundError(f"{run} has no best.pt: is it a training run directory?")
+    state = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    config = TrainConfig.from_flat(state["config"])
+    model = build_model(
+        config.model.model,
+        embedding_dim=config.model.embedding_dim,
+        pretrained=False,
+        freeze_backbone=config.model.freeze_backbone,
+    )
+    model.load_state_dict(state["model"])
+    return model.eval(), config
+
+
+def _embed_split(
+    model: Any, spec: str, split: str, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    from sampling_matters import data
+    from sampling_matters.data.transforms import eval_transform
+    from sampling_matters.training import embed_dataset
+
+    dataset = data.load(spec, split)
+    size = config.data.image_size or model.input_size
+    dataset = dataset.with_transform(
+        eval_transform(
+            dataset.kind, size, normalization=model.normalization, channels=model.channels
+        )
+    )
+    embeddings, labels = embed_dataset(model, dataset, device=torch.device("cpu"))
+    return embeddings, labels, data.item_names(spec, split, dataset)
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def _search_parser(parser: argparse.ArgumentParser) -> None:
+    """Find the nearest gallery items of query images; print them and draw a contact sheet."""
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--gallery", type=Path, required=True, help="a file written by embed")
+    parser.add_argument("--query", type=Path, nargs="+", required=True, help="image files")
+    parser.add_argument("-k", type=int, default=10, help="neighbours per query")
+    parser.add_argument("--sheet", type=Path, default=Path("search.png"), help="contact sheet PNG")
+    parser.set_defaults(handler=_search)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from sampling_matters.search import search
+
+    model, config = _load_run(args.run)
+    results = search(model, config, args.gallery, args.query, args.k, args.sheet)
+    for query, neighbours in zip(args.query, results, strict=True):
+        print(query)
+        for rank, (item, distance) in enumerate(neighbours, 1):
+            print(f"  {rank:3d}  {distance:.4f}  {item}")
+    print(f"contact sheet -> {args.sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

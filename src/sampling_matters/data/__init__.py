@@ -1,0 +1,76 @@
+"""Data sets by spec: the offline real sets, image folders and the public benchmarks.
+
+A spec names a data set: ``emoji``, ``kanji``, ``fashion-mnist`` (built offline by
+``sampling-matters prepare``), ``folder:PATH`` (one sub-folder per class), or a
+benchmark in its own on-disk format: ``cub:PATH``, ``cars:PATH``, ``sop:PATH``,
+``inshop:PATH`` (splits ``train``, ``query``, ``gallery``), ``lfw:PATH``. Every
+loader returns an :class:`~sampling_matters.data.datasets.ImageDataset`; the
+zero-shot protocol puts the first half of the classes in ``train`` and the rest in
+``test``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sampling_matters.data.datasets import ImageDataset
+
+__all__ = ["OFFLINE", "SPEC_KINDS", "ImageDataset", "item_names", "load"]
+
+OFFLINE = ("emoji", "kanji", "fashion-mnist")
+"""Data sets that ``prepare`` builds from registry packages."""
+
+SPEC_KINDS = ("folder", "cub", "cars", "sop", "inshop")
+"""Specs of the form ``KIND:PATH``."""
+
+
+def load(spec: str, split: str, *, cache_dir: Path | None = None) -> ImageDataset:
+    """The ``split`` of the data set ``spec``.
+
+    Args:
+        spec: ``emoji``, ``kanji``, ``fashion-mnist`` or ``KIND:PATH`` with KIND in
+            :data:`SPEC_KINDS`.
+        split: ``train`` or ``test`` (``all`` for offline sets and folders; In-Shop
+            takes ``train``, ``query`` or ``gallery``, and ``test`` means ``query``).
+        cache_dir: where offline sets are cached.
+
+    Returns:
+        The data set, without a transform.
+
+    Raises:
+        ValueError: an unknown spec, with the accepted forms.
+    """
+    if spec in OFFLINE:
+        from sampling_matters.data.offline import load_offline
+
+        return load_offline(spec, split, cache_dir=cache_dir)
+    kind, _, path = spec.partition(":")
+    if kind not in SPEC_KINDS or not path:
+        raise ValueError(
+            f"unknown data spec {spec!r}; expected one of {list(OFFLINE)} or KIND:PATH "
+            f"with KIND in {list(SPEC_KINDS)} (lfw:PATH is for verification pairs)"
+        )
+    return _loader(kind)(Path(path).expanduser(), split)
+
+
+def _loader(kind: str) -> Callable[[Path, str], ImageDataset]:
+    from sampling_matters.data import benchmarks, folder
+
+    loaders: dict[str, Callable[[Path, str], ImageDataset]] = {
+        "folder": folder.load_folder,
+        "cub": benchmarks.load_cub,
+        "cars": benchmarks.load_cars,
+        "sop": benchmarks.load_sop,
+        "inshop": lambda root, split: benchmarks.load_inshop(
+            root, "query" if split == "test" else split
+        ),
+    }
+    return loaders[kind]
+
+
+def item_names(spec: str, split: str, dataset: ImageDataset) -> list[str]:
+    """A name per item that finds its image again: a file path, or ``spec#split#index``."""
+    if isinstance(dataset.images, (list, tuple)):
+        return [str(path) for path in dataset.images]
+    return [f"{spec}#{split}#{index}" for index in range(len(dataset))]

@@ -1,0 +1,107 @@
+"""Visual search: embed query images, find their nearest gallery items, draw a contact sheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageDraw
+
+from sampling_matters import data
+from sampling_matters.data.datasets import Kind
+from sampling_matters.data.transforms import eval_transform
+from sampling_matters.evaluation.knn import knn
+from sampling_matters.models import EmbeddingModel
+
+__all__ = ["contact_sheet", "load_item", "search"]
+
+THUMB = 96  # pixels per thumbnail side
+
+
+def search(
+    model: EmbeddingModel,
+    config: Any,
+    gallery_file: Path,
+    queries: list[Path],
+    k: int,
+    sheet: Path | None = None,
+) -> list[list[tuple[str, float]]]:
+    """The ``k`` nearest gallery items of each query image, nearest first.
+
+    Args:
+        model: the trained network.
+        config: the run's :class:`~sampling_matters.training.TrainConfig`.
+        gallery_file: a file written by ``sampling-matters embed``.
+        queries: image files.
+        k: neighbours per query.
+        sheet: where to write a contact sheet PNG (a row per query), or None.
+
+    Returns:
+        Per query, ``(item, distance)`` pairs.
+    """
+    gallery = torch.load(gallery_file, map_location="cpu", weights_only=False)
+    items: list[str] = gallery["items"]
+    if not 1 <= k <= len(items):
+        raise ValueError(f"k must be in [1, {len(items)}] (the gallery's size), got {k}")
+    kind: Kind = "glyph" if model.channels == 1 else "photo"
+    size = config.data.image_size or model.input_size
+    transform = eval_transform(
+        kind, size, normalization=model.normalization, channels=model.channels
+    )
+    images = [_open(path, kind) for path in queries]
+    with torch.no_grad():
+        embedded = model.eval()(torch.stack([transform(image) for image in images]))
+    found = knn(embedded, k, gallery=gallery["embeddings"], backend="torch")
+    results = [
+        [(items[int(i)], float(d)) for i, d in zip(row_i, row_d, strict=True)]
+        for row_i, row_d in zip(found.indices, found.distances, strict=True)
+    ]
+    if sheet is not None:
+        contact_sheet(
+            images, [[load_item(item, kind) for item, _ in row] for row in results], sheet
+        )
+    return results
+
+
+def _open(path: Path, kind: Kind) -> Image.Image:
+    if not path.exists():
+        raise FileNotFoundError(f"query image {path} does not exist")
+    with Image.open(path) as opened:
+        return opened.convert("RGB" if kind == "photo" else "L")
+
+
+def load_item(item: str, kind: Kind) -> Image.Image:
+    """The image of a gallery item name (a file path or ``spec#split#index``)."""
+    if "#" in item:
+        spec, split, index = item.rsplit("#", 2)
+        return data.load(spec, split).image(int(index))
+    return _open(Path(item), kind)
+
+
+def contact_sheet(
+    queries: list[Image.Image], neighbours: list[list[Image.Image]], path: Path
+) -> None:
+    """A PNG with one row per query: the query, a gap, then its neighbours in order."""
+    columns = 1 + max((len(row) for row in neighbours), default=0)
+    sheet = Image.new("RGB", (THUMB * columns + THUMB // 4, THUMB * len(queries)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (query, row) in enumerate(zip(queries, neighbours, strict=True)):
+        sheet.paste(_thumb(query), (0, r * THUMB))
+        for c, image in enumerate(row):
+            sheet.paste(_thumb(image), (THUMB * (c + 1) + THUMB // 4, r * THUMB))
+        draw.line(
+            [(THUMB + THUMB // 8, r * THUMB), (THUMB + THUMB // 8, (r + 1) * THUMB)],
+            fill="red",
+            width=2,
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def _thumb(image: Image.Image) -> Image.Image:
+    thumb = image.convert("RGB")
+    thumb.thumbnail((THUMB - 4, THUMB - 4))
+    framed = Image.new("RGB", (THUMB, THUMB), "white")
+    framed.paste(thumb, ((THUMB - thumb.width) // 2, (THUMB - thumb.height) // 2))
+    return framed

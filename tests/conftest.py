@@ -1,0 +1,21 @@
+"""Fixtures shared by several test files."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+
+@pytest.fixture(scope="session")
+def glyph_folder(tmp_path_factory):
+    """16 classes x 6 grey 32x32 images: a bar at a class-specific angle, jittered."""
+    root = tmp_path_factory.mktemp("glyphs")
+    rng = np.random.default_rng(0)
+    for c in range(16):
+        (root / f"class{c:02d}").mkdir()
+        for i in range(6):
+            image = Image.new("L", (32, 32), 0)
+            angle = np.pi * c / 16 + rng.normal(0, 0.05)
+            x, y = 16 + 12 * np.cos(angle), 16 + 12 * np.sin(angle)
+            ImageDraw.Draw(image).line([(32 - x, 32 - y), (x, y)], fill=255, width=3)
+            image.save(root / f"class{c:02d}" / f"{i}.png")
+    return root

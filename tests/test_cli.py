@@ -1,0 +1,131 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from sampling_matters.cli import EXAMPLES, main
+
+
+@pytest.fixture(scope="module")
+def trained(glyph_folder, tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    status = main(
+        [
+            "train",
+            "--data",
+            f"folder:{glyph_folder}",
+            "--model",
+            "small-cnn",
+            "--steps",
+            "4",
+            "--classes-per-batch",
+            "3",
+            "--samples-per-class",
+            "3",
+            "--embedding-dim",
+            "16",
+            "--out",
+            str(run),
+            "--quiet",
+        ]
+    )
+    assert status == 0
+    return run
+
+
+def test_train_writes_the_run(trained):
+    assert (trained / "metrics.json").exists() and (trained / "best.pt").exists()
+
+
+def test_eval_prints_the_metrics_json(trained, capsys):
+    assert main(["eval", str(trained)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"recall@1", "map@r", "nmi", "n_queries", "n_classes"} <= set(metrics)
+
+
+def test_embed_then_search_with_a_contact_sheet(trained, glyph_folder, tmp_path, capsys):
+    gallery = tmp_path / "gallery.pt"
+    assert (
+        main(
+            [
+                "embed",
+                str(trained),
+                "--data",
+                f"folder:{glyph_folder}",
+                "--split",
+                "test",
+                "--out",
+                str(gallery),
+            ]
+        )
+        == 0
+    )
+    saved = torch.load(gallery, weights_only=False)
+    assert saved["embeddings"].shape == (48, 16) and len(saved["items"]) == 48
+    query = next((glyph_folder / "class12").iterdir())
+    sheet = tmp_path / "sheet.png"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "search",
+                str(trained),
+                "--gallery",
+                str(gallery),
+                "--query",
+                str(query),
+                "-k",
+                "5",
+                "--sheet",
+                str(sheet),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert str(query) in printed and "class" in printed
+    with Image.open(sheet) as image:
+        assert image.size[0] > 5 * 90 and image.size[1] >= 90
+
+
+@pytest.mark.parametrize("command", sorted(EXAMPLES))
+def test_every_subcommand_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert EXAMPLES[command] in capsys.readouterr().out
+
+
+def test_unknown_flag_and_unknown_config_key_are_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--data", "kanji", "--steps", "1", "--lossy", "margin"])
+    assert "--lossy" in capsys.readouterr().err
+    config = tmp_path / "config.yaml"
+    config.write_text("data: kanji\nsteps: 3\nclasses-per-bach: 4\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "classes_per_bach" in capsys.readouterr().err
+
+
+def test_flags_override_the_config_file(tmp_path):
+    from sampling_matters.cli import _parser, _train_config
+
+    config = tmp_path / "config.yaml"
+    config.write_text("data: kanji\nsteps: 3\nloss: triplet\n")
+    args = _parser().parse_args(["train", "--config", str(config), "--steps", "7"])
+    parsed = _train_config(args)
+    assert (parsed.optim.steps, parsed.loss.loss, parsed.data.data) == (7, "triplet", "kanji")
+
+
+def test_python_dash_m():
+    done = subprocess.run(
+        [sys.executable, "-m", "sampling_matters", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "train" in done.stdout
+
+
+def test_eval_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "best.pt" in capsys.readouterr().err
