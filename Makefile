@@ -35,10 +35,21 @@ bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/sampling_speed.py
 	$(BIN)/python benchmarks/evaluation_speed.py
 
-demo:
-	@echo "make demo arrives with the pipeline (issue 4): data sets, backbones and training."
-	@echo "Until then, the core is exercised by 'make test' and 'make bench'."
-	@exit 1
+$(VENV)/.demo: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[efficientnet]'
+	touch $@
+
+# The main job: prepare emoji, train (configs/demo.yaml), evaluate on the unseen
+# classes, and draw a contact sheet of queries and their neighbours into runs/demo/.
+demo: $(VENV)/.demo
+	$(BIN)/sampling-matters prepare emoji
+	$(BIN)/sampling-matters train --config configs/demo.yaml
+	$(BIN)/sampling-matters embed runs/demo --data emoji --split test --out runs/demo/test_embeddings.pt
+	$(BIN)/sampling-matters search runs/demo --gallery runs/demo/test_embeddings.pt \
+		--random-queries 8 -k 8 --sheet runs/demo/contact_sheet.png
+	@echo "metrics (unseen classes): runs/demo/metrics.json"
+	@cat runs/demo/metrics.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -91,6 +91,50 @@ def test_embed_then_search_with_a_contact_sheet(trained, glyph_folder, tmp_path,
         assert image.size[0] > 5 * 90 and image.size[1] >= 90
 
 
+def test_search_with_random_gallery_queries_leaves_each_query_out(
+    trained, glyph_folder, tmp_path, capsys
+):
+    gallery = tmp_path / "gallery.pt"
+    main(
+        [
+            "embed",
+            str(trained),
+            "--data",
+            f"folder:{glyph_folder}",
+            "--split",
+            "test",
+            "--out",
+            str(gallery),
+        ]
+    )
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "search",
+                str(trained),
+                "--gallery",
+                str(gallery),
+                "--random-queries",
+                "3",
+                "-k",
+                "4",
+                "--sheet",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    queries = [
+        line for line in lines if not line.startswith(" ") and not line.startswith("contact")
+    ]
+    assert len(queries) == 3
+    for q in queries:
+        block = lines[lines.index(q) + 1 : lines.index(q) + 5]
+        assert all(q not in line for line in block) and len(block) == 4
+
+
 @pytest.mark.parametrize("command", sorted(EXAMPLES))
 def test_every_subcommand_has_help_with_an_example(command, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -230,18 +230,21 @@ def _search_parser(parser: argparse.ArgumentParser) -> None:
     """Find the nearest gallery items of query images; print them and draw a contact sheet."""
     parser.add_argument("run", type=Path)
     parser.add_argument("--gallery", type=Path, required=True, help="a file written by embed")
-    parser.add_argument("--query", type=Path, nargs="+", required=True, help="image files")
+    queries = parser.add_mutually_exclusive_group(required=True)
+    queries.add_argument("--query", nargs="+", help="image files or gallery item names")
+    queries.add_argument("--random-queries", type=int, help="this many gallery items as queries")
     parser.add_argument("-k", type=int, default=10, help="neighbours per query")
     parser.add_argument("--sheet", type=Path, default=Path("search.png"), help="contact sheet PNG")
     parser.set_defaults(handler=_search)
 
 
 def _search(args: argparse.Namespace) -> int:
-    from sampling_matters.search import search
+    from sampling_matters.search import random_queries, search
 
     model, config = _load_run(args.run)
-    results = search(model, config, args.gallery, args.query, args.k, args.sheet)
-    for query, neighbours in zip(args.query, results, strict=True):
+    queries = args.query or random_queries(args.gallery, args.random_queries)
+    results = search(model, config, args.gallery, queries, args.k, args.sheet)
+    for query, neighbours in zip(queries, results, strict=True):
         print(query)
         for rank, (item, distance) in enumerate(neighbours, 1):
             print(f"  {rank:3d}  {distance:.4f}  {item}")

@@ -14,7 +14,7 @@ from sampling_matters.data.transforms import eval_transform
 from sampling_matters.evaluation.knn import knn
 from sampling_matters.models import EmbeddingModel
 
-__all__ = ["contact_sheet", "load_item", "search"]
+__all__ = ["contact_sheet", "load_item", "random_queries", "search"]
 
 THUMB = 96  # pixels per thumbnail side
 
@@ -23,17 +23,18 @@ def search(
     model: EmbeddingModel,
     config: Any,
     gallery_file: Path,
-    queries: list[Path],
+    queries: list[str],
     k: int,
     sheet: Path | None = None,
 ) -> list[list[tuple[str, float]]]:
-    """The ``k`` nearest gallery items of each query image, nearest first.
+    """The ``k`` nearest gallery items of each query, nearest first.
 
     Args:
         model: the trained network.
         config: the run's :class:`~sampling_matters.training.TrainConfig`.
         gallery_file: a file written by ``sampling-matters embed``.
-        queries: image files.
+        queries: image files, or item names of the gallery (``spec#split#index`` or a
+            gallery file's path); a query that is a gallery item is not its own neighbour.
         k: neighbours per query.
         sheet: where to write a contact sheet PNG (a row per query), or None.
 
@@ -42,20 +43,24 @@ def search(
     """
     gallery = torch.load(gallery_file, map_location="cpu", weights_only=False)
     items: list[str] = gallery["items"]
-    if not 1 <= k <= len(items):
-        raise ValueError(f"k must be in [1, {len(items)}] (the gallery's size), got {k}")
+    if not 1 <= k < len(items):
+        raise ValueError(f"k must be in [1, {len(items) - 1}] (the gallery's size - 1), got {k}")
     kind: Kind = "glyph" if model.channels == 1 else "photo"
     size = config.data.image_size or model.input_size
     transform = eval_transform(
         kind, size, normalization=model.normalization, channels=model.channels
     )
-    images = [_open(path, kind) for path in queries]
+    images = [load_item(query, kind) for query in queries]
     with torch.no_grad():
         embedded = model.eval()(torch.stack([transform(image) for image in images]))
-    found = knn(embedded, k, gallery=gallery["embeddings"], backend="torch")
+    found = knn(embedded, k + 1, gallery=gallery["embeddings"], backend="torch")
     results = [
-        [(items[int(i)], float(d)) for i, d in zip(row_i, row_d, strict=True)]
-        for row_i, row_d in zip(found.indices, found.distances, strict=True)
+        [
+            (items[int(i)], float(d))
+            for i, d in zip(row_i, row_d, strict=True)
+            if items[int(i)] != query
+        ][:k]
+        for query, row_i, row_d in zip(queries, found.indices, found.distances, strict=True)
     ]
     if sheet is not None:
         contact_sheet(
@@ -64,9 +69,16 @@ def search(
     return results
 
 
+def random_queries(gallery_file: Path, n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct gallery items drawn at random (seeded), to use as queries."""
+    items: list[str] = torch.load(gallery_file, map_location="cpu", weights_only=False)["items"]
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))
+    return [items[int(i)] for i in order[: min(n, len(items))]]
+
+
 def _open(path: Path, kind: Kind) -> Image.Image:
     if not path.exists():
-        raise FileNotFoundError(f"query image {path} does not exist")
+        raise FileNotFoundError(f"image {path} does not exist")
     with Image.open(path) as opened:
         return opened.convert("RGB" if kind == "photo" else "L")
 

@@ -1,4 +1,4 @@
-"""The ``kanji`` set: the 2,965 level-1 kanji of JIS X 0208 drawn by ~50 font designs.
+"""The ``kanji`` set: the 2,965 level-1 kanji of JIS X 0208 drawn by 48 font faces.
 
 Like CUB-200-2011 it has many classes with many images each. A class is one kanji;
 classes are numbered by JIS code (row, then cell), which the zero-shot split follows.

@@ -3,13 +3,13 @@
 ``prepare(name)`` builds one set into the cache (once); ``load_offline(name, split)``
 reads it as an :class:`~sampling_matters.data.datasets.ImageDataset`.
 
-=================  =========================================  ======  ============
-name               what                                       kind    images
-=================  =========================================  ======  ============
-``emoji``          an emoji drawn by up to 4 vendors, 64×64   photo   ~7,600
-``kanji``          a kanji drawn by ~50 fonts, 32×32 grey     glyph   ~140,000
-``fashion-mnist``  10 kinds of clothing, 28×28 grey           glyph   70,000
-=================  =========================================  ======  ============
+=================  ============================================  =====  ========
+name               what                                          kind   images
+=================  ============================================  =====  ========
+``emoji``          an emoji drawn by up to 4 vendors, 64×64 RGB  photo  ~7,600
+``kanji``          a kanji drawn by 48 font faces, 32×32 grey    glyph  ~140,000
+``fashion-mnist``  10 kinds of clothing, 28×28 grey              glyph  70,000
+=================  ============================================  =====  ========
 
 Zero-shot split: classes are numbered by a stable key (emoji: Unicode's emoji order;
 kanji: JIS code; fashion-mnist: its own labels); ``train`` holds the first ⌈C/2⌉
@@ -216,9 +216,9 @@ def _drop_small_classes(name: str, built: BuiltSet) -> BuiltSet:
     """``built`` without its classes of fewer than MIN_IMAGES images, renumbered in order."""
     counts = np.bincount(built.labels, minlength=len(built.class_names))
     small = counts < MIN_IMAGES
-    _say(f"{name}: dropped {int(small.sum())} classes with fewer than {MIN_IMAGES} images")
     if not small.any():
         return built
+    _say(f"{name}: dropped {int(small.sum())} classes with fewer than {MIN_IMAGES} images")
     keep = ~small[built.labels]
     renumber = np.cumsum(~small) - 1
     return BuiltSet(
