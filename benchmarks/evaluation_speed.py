@@ -56,6 +56,15 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from report import (
+    busy_cpu_seconds,
+    cpu_model,
+    others_share,
+    others_text,
+    own_cpu_seconds,
+    table,
+)
+
 N_ITEMS, N_CLASSES, DIM = 60_502, 11_316, 128  # Stanford Online Products' test split
 MIN_SIZE, MAX_SIZE = 2, 12  # its class sizes
 SIGMA = 1.45  # noise scale: precision@1 about 0.7
@@ -66,7 +75,6 @@ FLOOR_TARGET = 1.3  # ours kNN / floor
 ANCHOR_TARGET = 1.0  # ours / PML, kNN (strictly below) and NMI (at most)
 MEMORY_TARGET_MB = 2_048.0
 VALUE_TOLERANCE = 1e-4
-BUSY_WARNING = 0.1  # warn when other processes used more than this share of the CPUs
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "evaluation_speed.md"
 
 Values = dict[str, float]
@@ -310,35 +318,6 @@ def run(names: Sequence[str], repeats: int, data: Path) -> dict[str, Result]:
     return results
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have used since boot (``/proc/stat``), None off Linux."""
-    try:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    idle = ticks[3] + ticks[4]  # idle, iowait; steal counts as busy
-    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process and its finished workers."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-# ---------------------------------------------------------------- the table
-
-
 def _s(seconds: float) -> str:
     return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
 
@@ -349,11 +328,6 @@ def _ratio(x: float) -> str:
 
 def _pass(failures: Sequence[str]) -> str:
     return "pass" if not failures else "**FAIL**: " + "; ".join(failures)
-
-
-def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(cells) + " |" for cells in lines]
 
 
 def _checks(name: str, r: dict[str, Result]) -> tuple[str, list[str]]:
@@ -375,7 +349,7 @@ def _checks(name: str, r: dict[str, Result]) -> tuple[str, list[str]]:
     return "—", []
 
 
-def speed_table(r: dict[str, Result]) -> tuple[list[str], bool]:
+def speedtable(r: dict[str, Result]) -> tuple[list[str], bool]:
     header = [
         "measurement",
         "call",
@@ -408,7 +382,7 @@ def speed_table(r: dict[str, Result]) -> tuple[list[str], bool]:
                 _pass(failures) if target != "—" else "—",
             ]
         )
-    return _table(header, lines), all_ok
+    return table(header, lines), all_ok
 
 
 VALUE_ROWS = (  # (label, ours key, PML key, ours measurement, PML measurement, compared)
@@ -419,7 +393,7 @@ VALUE_ROWS = (  # (label, ours key, PML key, ours measurement, PML measurement, 
 )
 
 
-def values_table(r: dict[str, Result]) -> tuple[list[str], bool]:
+def valuestable(r: dict[str, Result]) -> tuple[list[str], bool]:
     header = ["metric", "ours (faiss)", "ours (torch)", "PML", "difference", "target", "pass"]
     lines, all_ok = [], True
     for label, ours_key, pml_key, ours, pml_name, compared in VALUE_ROWS:
@@ -440,22 +414,13 @@ def values_table(r: dict[str, Result]) -> tuple[list[str], bool]:
         key = f"recall@{k}"
         torch_value = r["ours-knn-torch"].value(key) if "ours-knn-torch" in r else None
         lines.append([f"Recall@{k}", _v(r["ours-knn"].value(key)), _v(torch_value)] + ["—"] * 4)
-    return _table(header, lines), all_ok
+    return table(header, lines), all_ok
 
 
 def _v(value: float | None, varies: bool = False) -> str:
     if value is None:
         return "—"
     return f"{value:.6f}" + (" (varies between runs)" if varies else "")
-
-
-def _others(share: float | None) -> str:
-    if share is None:
-        return "CPU used by other processes during the run: unknown"
-    text = f"other processes used {share:.0%} of the CPUs during the run"
-    if share > BUSY_WARNING:
-        text += " (**the machine was busy: timings are inflated and noisy**)"
-    return text
 
 
 def header(info: dict[str, Any], r: dict[str, Result]) -> list[str]:
@@ -479,7 +444,7 @@ def header(info: dict[str, Any], r: dict[str, Result]) -> list[str]:
         f"- date: {info['date']}",
         f"- CPU: {info['cpu']}; torch threads: {env['torch_threads']}, "
         f"faiss (OpenMP) threads: {env['faiss_threads']}",
-        f"- load average (1 min) before the run: {info['load']}; {_others(info['others'])}",
+        f"- load average (1 min) before the run: {info['load']}; {others_text(info['others'])}",
         f"- torch {env['torch']}, faiss {env['faiss']}, pytorch-metric-learning {pml_env}, "
         f"Python {platform.python_version()}",
         f"- run time: {info['elapsed']:.0f} s",
@@ -530,8 +495,8 @@ def notes(r: dict[str, Result]) -> list[str]:
 
 
 def render(r: dict[str, Result], info: dict[str, Any]) -> str:
-    speed, speed_ok = speed_table(r)
-    values, values_ok = values_table(r)
+    speed, speed_ok = speedtable(r)
+    values, values_ok = valuestable(r)
     verdict = "all targets pass" if speed_ok and values_ok else "**some targets fail**"
     parts = [*header(info, r), f"Summary: {verdict}.", "", "## Time and memory", "", *speed, ""]
     parts += ["## Values, ours against PML", "", *values, ""]
@@ -588,13 +553,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         busy, own, start = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
         results = run(names, args.repeats, data)
     info["elapsed"] = time.perf_counter() - start
-    busy_end = busy_cpu_seconds()
-    info["others"] = (
-        None
-        if busy is None or busy_end is None
-        else max(0.0, busy_end - busy - (own_cpu_seconds() - own))
-        / (info["elapsed"] * (os.cpu_count() or 1))
-    )
+    info["others"] = others_share(busy, own, info["elapsed"])
     text = render(results, info)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
 from sampling_matters.losses import margin_loss
 from sampling_matters.sampling import Triplets, distance_weighted
 
@@ -63,7 +64,6 @@ CUTOFF, NONZERO_LOSS_CUTOFF = 0.5, 1.4
 BUDGET_S = 1.0  # repeat until this much time is spent ...
 MAX_REPS = 15  # ... or this many repetitions, whichever comes first
 MIN_REPS = 3
-BUSY_WARNING = 0.1  # warn when other processes used more than this share of the CPUs
 FLOOR_TARGET = 3.0  # ours / cdist must stay at or below this at every size
 SPEEDUP_TARGET, SPEEDUP_AT = 100.0, 4096  # PML / ours at n = 4096
 LOSS_TARGET = 1.0  # ours / PML margin loss forward + backward
@@ -237,12 +237,7 @@ def _pass(ok: bool) -> str:
     return "pass" if ok else "**FAIL**"
 
 
-def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(cells) + " |" for cells in lines]
-
-
-def floor_table(rows: Sequence[Row]) -> tuple[list[str], bool]:
+def floortable(rows: Sequence[Row]) -> tuple[list[str], bool]:
     header = [
         "n",
         "d",
@@ -271,10 +266,10 @@ def floor_table(rows: Sequence[Row]) -> tuple[list[str], bool]:
                 _ratio(r.empirical.ms / r.cdist.ms),
             ]
         )
-    return _table(header, lines), all_ok
+    return table(header, lines), all_ok
 
 
-def anchor_table(rows: Sequence[Row]) -> tuple[list[str], bool]:
+def anchortable(rows: Sequence[Row]) -> tuple[list[str], bool]:
     header = [
         "n",
         "d",
@@ -309,17 +304,17 @@ def anchor_table(rows: Sequence[Row]) -> tuple[list[str], bool]:
                 str(r.pml_triplets),
             ]
         )
-    return _table(header, lines), all_ok
+    return table(header, lines), all_ok
 
 
-def loss_table(rows: Sequence[Row], with_pml: bool) -> tuple[list[str], bool]:
+def losstable(rows: Sequence[Row], with_pml: bool) -> tuple[list[str], bool]:
     if not with_pml:
         header = ["n", "d", "triplets", "ours ms", "loss ours"]
         lines = [
             [str(r.n), str(r.d), str(r.triplets), _ms(r.loss_ours), f"{r.loss_value:.5f}"]
             for r in rows
         ]
-        return _table(header, lines), True
+        return table(header, lines), True
     header = [
         "n",
         "d",
@@ -351,55 +346,12 @@ def loss_table(rows: Sequence[Row], with_pml: bool) -> tuple[list[str], bool]:
                 f"{r.pml_loss_value:.5f}",
             ]
         )
-    return _table(header, lines), all_ok
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have used since boot (``/proc/stat``), None off Linux."""
-    try:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    idle = ticks[3] + ticks[4]  # idle, iowait; steal counts as busy
-    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def others_share(busy_start: float | None, own_start: float, elapsed: float) -> float | None:
-    """Fraction of all CPUs that other processes used since ``busy_start``."""
-    busy_end = busy_cpu_seconds()
-    if busy_start is None or busy_end is None:
-        return None
-    others = (busy_end - busy_start) - (own_cpu_seconds() - own_start)
-    return max(0.0, others) / (elapsed * (os.cpu_count() or 1))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return table(header, lines), all_ok
 
 
 def _reps(timings: Sequence[Timing]) -> str:
     low, high = min(t.reps for t in timings), max(t.reps for t in timings)
     return str(low) if low == high else f"{low}–{high}"
-
-
-def _others(share: float | None) -> str:
-    if share is None:
-        return "CPU used by other processes during the run: unknown"
-    text = f"other processes used {share:.0%} of the CPUs during the run"
-    if share > BUSY_WARNING:
-        text += " (**the machine was busy: timings are inflated and noisy**)"
-    return text
 
 
 def header(info: dict[str, Any], with_pml: bool) -> list[str]:
@@ -415,7 +367,7 @@ def header(info: dict[str, Any], with_pml: bool) -> list[str]:
         "",
         f"- date: {info['date']}",
         f"- CPU: {info['cpu']}; torch threads: {info['threads']}",
-        f"- load average (1 min) before the run: {info['load']}; {_others(info['others'])}",
+        f"- load average (1 min) before the run: {info['load']}; {others_text(info['others'])}",
         f"- torch {torch.__version__}, Python {platform.python_version()}, "
         f"pytorch-metric-learning {pml_version}",
         f"- run time: {info['elapsed']:.0f} s",
@@ -424,9 +376,9 @@ def header(info: dict[str, Any], with_pml: bool) -> list[str]:
 
 
 def render(rows: Sequence[Row], info: dict[str, Any], with_pml: bool) -> str:
-    floor, floor_ok = floor_table(rows)
-    anchor, anchor_ok = anchor_table(rows) if with_pml else ([], True)
-    loss, loss_ok = loss_table(rows, with_pml)
+    floor, floor_ok = floortable(rows)
+    anchor, anchor_ok = anchortable(rows) if with_pml else ([], True)
+    loss, loss_ok = losstable(rows, with_pml)
     verdict = "all targets pass" if floor_ok and anchor_ok and loss_ok else "**some targets fail**"
     parts = [*header(info, with_pml), f"Summary: {verdict}.", ""]
     parts += [*_floor_notes(), *floor, ""]
