@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,14 @@ def load_item(item: str, kind: Kind) -> Image.Image:
     """The image of a gallery item name (a file path or ``spec#split#index``)."""
     if "#" in item:
         spec, split, index = item.rsplit("#", 2)
-        return data.load(spec, split).image(int(index))
+        return _dataset(spec, split).image(int(index))
     return _open(Path(item), kind)
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(spec: str, split: str) -> data.ImageDataset:
+    """A data set loaded once per process (a contact sheet reads many of its images)."""
+    return data.load(spec, split)
 
 
 def contact_sheet(
