@@ -40,6 +40,14 @@ def test_train_writes_the_run(trained):
     assert (trained / "metrics.json").exists() and (trained / "best.pt").exists()
 
 
+def test_resume_a_run_by_its_directory(trained, capsys):
+    before = (trained / "log.csv").read_text()
+    assert main(["train", "--resume", str(trained), "--quiet"]) == 0  # already complete
+    assert (trained / "log.csv").read_text() == before
+    assert json.loads(capsys.readouterr().out)["n_classes"] == 8
+    assert main(["train", "--resume", str(trained.parent / "nowhere")]) == 2
+
+
 def test_eval_prints_the_metrics_json(trained, capsys):
     assert main(["eval", str(trained)]) == 0
     metrics = json.loads(capsys.readouterr().out)

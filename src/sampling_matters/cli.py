@@ -26,7 +26,8 @@ EXAMPLES = {
     "prepare": "sampling-matters prepare kanji",
     "train": (
         "sampling-matters train --data kanji --model small-cnn --loss margin "
-        "--sampling distance-weighted --steps 2500 --out runs/kanji"
+        "--sampling distance-weighted --steps 2500 --out runs/kanji\n"
+        "  sampling-matters train --resume runs/kanji   # after a kill"
     ),
     "eval": "sampling-matters eval runs/kanji",
     "embed": "sampling-matters embed runs/kanji --data kanji --split test --out runs/kanji/test.pt",
@@ -99,7 +100,12 @@ def _prepare(args: argparse.Namespace) -> int:
 def _train_parser(parser: argparse.ArgumentParser) -> None:
     """Train an embedding; writes config.yaml, best.pt, last.pt, log.csv, metrics.json."""
     parser.add_argument("--config", type=Path, help="YAML file of defaults (keys = flag names)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the killed run RUN from its last epoch, with its config.yaml",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for section in TrainConfig().sections():
         for f in fields(section):
@@ -126,13 +132,18 @@ def _train(args: argparse.Namespace) -> int:
     from sampling_matters.training import train
 
     config = _train_config(args)
-    metrics = train(config, resume=args.resume, progress=not args.quiet)
+    metrics = train(config, resume=args.resume is not None, progress=not args.quiet)
     print(json.dumps(metrics, indent=2))
     return 0
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = _read_yaml(args.config) if args.config else {}
+    if args.resume is not None:
+        if not (args.resume / "config.yaml").exists():
+            raise FileNotFoundError(f"{args.resume} has no config.yaml: is it a training run?")
+        values.update(_read_yaml(args.resume / "config.yaml"))
+        values["out"] = str(args.resume)
     known = {f.name for section in TrainConfig().sections() for f in fields(section)}
     for name in known:
         value = getattr(args, name)
