@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from sampling_matters.data.packages import PackageDownloadError, ToolNotFoundError
 from sampling_matters.training import TrainConfig
 
 __all__ = ["main"]
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ToolNotFoundError, PackageDownloadError) as error:
         print(f"sampling-matters {args.command}: error: {error}", file=sys.stderr)
         return 2
 
