@@ -26,16 +26,19 @@ The arms (``--arms``; each is a pair, ours and PML's):
 - ``triplet``: ours ``TripletLoss(margin=0.2, sampling="semihard")`` against PML's
   ``TripletMarginLoss(margin=0.2)`` with ``TripletMarginMiner(margin=0.2,
   type_of_triplets="semihard")``.
-- ``best``: ours only, the library's best recipe for the set (see ``BEST``).
+- ``empirical``: ours only, the margin loss with distance weighted sampling from each
+  anchor's empirical distance density (``density="empirical"``), a candidate recipe.
 
 Rows without training (the frozen backbone's features, raw pixels) are the floor.
 Each run is seeded (model initialisation, batches, augmentation, sampling; PML draws
 from the global torch RNG, which is seeded too). The table is rewritten after each run,
 so an interrupted run leaves the runs done so far.
 
-Run it (about 25 minutes on two cores)::
+Run it. The full default (3 seeds everywhere) takes about an hour on two cores, as
+``small-cnn`` trains at about 0.15 s a step there (2,500 steps ≈ 6 minutes a run)::
 
     .venv/bin/python benchmarks/quality.py                          # the full table
+    .venv/bin/python benchmarks/quality.py --set-seeds 'kanji=0' --set-scale 'kanji=0.2'
     .venv/bin/python benchmarks/quality.py --sets emoji --arms margin --seeds 0
     .venv/bin/python benchmarks/quality.py --steps-scale 0.05 --out /tmp/quality.md  # smoke
 
@@ -82,6 +85,7 @@ TOLERANCE = 0.005  # target 1: ours mean >= PML mean - TOLERANCE, for R@1 and MA
 EVAL_BATCH = 1024
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "quality.md"
 METRICS = ("recall@1", "map@r", "nmi")
+FLOOR_NMI_MAX = 50_000_000  # floors with more values than this are scored without NMI
 
 
 @dataclass(frozen=True)
@@ -287,11 +291,11 @@ def pml_triplet(generator: torch.Generator, learn_beta: bool) -> Objective:
     )
 
 
-def ours_best(generator: torch.Generator, learn_beta: bool) -> Objective:
+def ours_empirical(generator: torch.Generator, learn_beta: bool) -> Objective:
     return _ours(
         MarginLoss(
             beta=1.2,
-            learn_beta=True,
+            learn_beta=learn_beta,
             sampling=partial(distance_weighted, density="empirical"),
             generator=generator,
         )
@@ -316,10 +320,10 @@ ARMS = [
     Arm("triplet", "ours", "`TripletLoss(margin=0.2)` + semi-hard sampling", ours_triplet),
     Arm("triplet", "PML", "`TripletMarginLoss` + `TripletMarginMiner(semihard)`", pml_triplet),
     Arm(
-        "best",
+        "empirical",
         "ours",
-        "best: `MarginLoss` (learned β) + distance weighted, empirical density",
-        ours_best,
+        "`MarginLoss` + distance weighted sampling, empirical density",
+        ours_empirical,
     ),
 ]
 
@@ -362,9 +366,11 @@ def embed_test(model: EmbeddingModel, prep: Prepared) -> Tensor:
     return torch.cat([forward(chunk) for chunk in prep.test_x.split(EVAL_BATCH)])
 
 
-def score(embeddings: Tensor, labels: Tensor) -> tuple[dict[str, float], float]:
+def score(
+    embeddings: Tensor, labels: Tensor, with_nmi: bool = True
+) -> tuple[dict[str, float], float]:
     start = time.perf_counter()
-    values = evaluate(embeddings, labels, with_nmi=True, progress=False)
+    values = evaluate(embeddings, labels, with_nmi=with_nmi, progress=False)
     return {k: float(v) for k, v in values.items()}, time.perf_counter() - start
 
 
@@ -409,7 +415,8 @@ def train_one(prep: Prepared, arm: Arm, seed: int, steps: int, learn_beta: bool)
 def floor_runs(prep: Prepared) -> list[Run]:
     runs = []
     for name, embeddings in prep.floors.items():
-        metrics, eval_s = score(embeddings, prep.test_labels)
+        with_nmi = embeddings.numel() <= FLOOR_NMI_MAX  # k-means on raw pixels is slow
+        metrics, eval_s = score(embeddings, prep.test_labels, with_nmi)
         runs.append(
             Run(
                 prep.recipe.name,
@@ -550,8 +557,8 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
 def render(runs: Sequence[Run], info: dict[str, Any]) -> str:
     comparison, failures = comparison_table(runs)
     recipes = [
-        f"- `{r.name}`: {r.text}; {r.steps:,} steps × {info['steps_scale']:g} "
-        f"= {max(1, round(r.steps * info['steps_scale'])):,} steps of "
+        f"- `{r.name}`: {r.text}; {r.steps:,} steps × {info['scale'][r.name]:g} "
+        f"= {max(1, round(r.steps * info['scale'][r.name])):,} steps of "
         f"{r.classes_per_batch} classes × {r.samples_per_class} images"
         for r in RECIPES.values()
         if r.name in info["sets"]
@@ -582,7 +589,8 @@ def render(runs: Sequence[Run], info: dict[str, Any]) -> str:
             else "**learned** in both libraries (PML: `learn_beta=True`), ν = 0"
         )
         + "; distance weighted: cutoff 0.5, nonzero-loss cutoff 1.4",
-        f"- seeds: {info['seeds']} (margin pair and `best`), {info['extra_seeds']} (other pairs)",
+        f"- seeds: {info['seeds']} (margin pair, `empirical`; per set: {info['set_seeds']}), "
+        f"{info['extra_seeds']} (other pairs, on {info['extra_sets']})",
         *recipes,
         "",
         "## Target 1: our margin loss + distance weighted sampling against PML's",
@@ -619,6 +627,11 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def _pairs(text: str) -> dict[str, str]:
+    """``'a=1;b=2,3'`` → ``{"a": "1", "b": "2,3"}``."""
+    return dict(item.split("=", 1) for item in text.split(";") if item.strip())
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sets", default="emoji,kanji", help="comma-separated (emoji,kanji)")
@@ -626,8 +639,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--extra-seeds", type=_ints, default=[0], help="other pairs (0)")
     parser.add_argument(
         "--arms",
-        default="margin,contrastive,triplet,best",
-        help="pairs to run: margin, contrastive, triplet, best",
+        default="margin,contrastive,triplet",
+        help="pairs to run: margin, contrastive, triplet, empirical (margin,contrastive,triplet)",
     )
     parser.add_argument(
         "--extra-sets",
@@ -635,6 +648,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="sets on which the contrastive and triplet pairs run (emoji)",
     )
     parser.add_argument("--steps-scale", type=float, default=1.0, help="× every recipe's steps")
+    parser.add_argument(
+        "--set-seeds", default="", help="per-set seeds of the margin pair, e.g. 'kanji=0;emoji=0,1'"
+    )
+    parser.add_argument("--set-scale", default="", help="per-set --steps-scale, e.g. 'kanji=0.2'")
     parser.add_argument("--fixed-beta", action="store_true", help="do not learn β (PML default)")
     parser.add_argument("--note", default="", help="a paragraph appended to the table")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"({DEFAULT_OUT})")
@@ -642,7 +659,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.sets = [s for s in args.sets.split(",") if s]
     args.arms = [a for a in args.arms.split(",") if a]
     args.extra_sets = [s for s in args.extra_sets.split(",") if s]
+    args.set_seeds = {k: _ints(v) for k, v in _pairs(args.set_seeds).items()}
+    args.set_scale = {k: float(v) for k, v in _pairs(args.set_scale).items()}
     unknown = (set(args.sets) - set(RECIPES)) | (set(args.arms) - {a.pair for a in ARMS})
+    unknown |= (set(args.set_seeds) | set(args.set_scale)) - set(RECIPES)
     if unknown or args.steps_scale <= 0:
         parser.error(f"unknown sets/arms {sorted(unknown)} or --steps-scale <= 0")
     return args
@@ -654,8 +674,8 @@ def plan(args: argparse.Namespace, name: str) -> list[tuple[Arm, int]]:
     for arm in ARMS:
         if arm.pair not in args.arms:
             continue
-        if arm.pair in ("margin", "best"):
-            seeds = args.seeds
+        if arm.pair in ("margin", "empirical"):
+            seeds = args.set_seeds.get(name, args.seeds)
         elif name in args.extra_sets:
             seeds = args.extra_seeds
         else:
@@ -678,7 +698,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "sets": args.sets,
         "seeds": args.seeds,
         "extra_seeds": args.extra_seeds,
-        "steps_scale": args.steps_scale,
+        "set_seeds": args.set_seeds or "none",
+        "extra_sets": args.extra_sets,
+        "scale": {n: args.set_scale.get(n, args.steps_scale) for n in RECIPES},
         "fixed_beta": args.fixed_beta,
         "note": args.note,
         "complete": False,
@@ -697,7 +719,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         prep = prepare(recipe)
         print(f"{name}: prepared in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         runs += floor_runs(prep)
-        steps = max(1, round(recipe.steps * args.steps_scale))
+        scale = args.set_scale.get(name, args.steps_scale)
+        steps = max(1, round(recipe.steps * scale))
         for arm, seed in plan(args, name):
             run = train_one(prep, arm, seed, steps, learn_beta=not args.fixed_beta)
             runs.append(run)
