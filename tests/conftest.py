@@ -19,3 +19,19 @@ def glyph_folder(tmp_path_factory):
             ImageDraw.Draw(image).line([(32 - x, 32 - y), (x, y)], fill=255, width=3)
             image.save(root / f"class{c:02d}" / f"{i}.png")
     return root
+
+
+@pytest.fixture
+def contract():
+    """The keys of metrics.json (DESIGN.md's metrics contract), written out independently."""
+    return {
+        "recall@1",
+        "recall@2",
+        "recall@4",
+        "recall@8",
+        "map@r",
+        "r_precision",
+        "nmi",
+        "n_queries",
+        "n_classes",
+    }

@@ -36,6 +36,15 @@ def trained(glyph_folder, tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def gallery(trained, glyph_folder):
+    """The test split embedded by the trained run (``embed``)."""
+    path = trained.parent / "gallery.pt"
+    command = ["embed", str(trained), "--data", f"folder:{glyph_folder}", "--split", "test"]
+    assert main([*command, "--out", str(path)]) == 0
+    return path
+
+
 def test_train_writes_the_run(trained):
     assert (trained / "metrics.json").exists() and (trained / "best.pt").exists()
 
@@ -54,23 +63,7 @@ def test_eval_prints_the_metrics_json(trained, capsys):
     assert {"recall@1", "map@r", "nmi", "n_queries", "n_classes"} <= set(metrics)
 
 
-def test_embed_then_search_with_a_contact_sheet(trained, glyph_folder, tmp_path, capsys):
-    gallery = tmp_path / "gallery.pt"
-    assert (
-        main(
-            [
-                "embed",
-                str(trained),
-                "--data",
-                f"folder:{glyph_folder}",
-                "--split",
-                "test",
-                "--out",
-                str(gallery),
-            ]
-        )
-        == 0
-    )
+def test_embed_then_search_with_a_contact_sheet(trained, gallery, glyph_folder, tmp_path, capsys):
     saved = torch.load(gallery, weights_only=False)
     assert saved["embeddings"].shape == (48, 16) and len(saved["items"]) == 48
     query = next((glyph_folder / "class12").iterdir())
@@ -100,21 +93,8 @@ def test_embed_then_search_with_a_contact_sheet(trained, glyph_folder, tmp_path,
 
 
 def test_search_with_random_gallery_queries_leaves_each_query_out(
-    trained, glyph_folder, tmp_path, capsys
+    trained, gallery, tmp_path, capsys
 ):
-    gallery = tmp_path / "gallery.pt"
-    main(
-        [
-            "embed",
-            str(trained),
-            "--data",
-            f"folder:{glyph_folder}",
-            "--split",
-            "test",
-            "--out",
-            str(gallery),
-        ]
-    )
     capsys.readouterr()
     assert (
         main(
