@@ -45,6 +45,11 @@ def gallery(trained, glyph_folder):
     return path
 
 
+def search(run, gallery, *options):
+    """``sampling-matters search RUN --gallery FILE OPTIONS…``; the exit status."""
+    return main(["search", str(run), "--gallery", str(gallery), *options])
+
+
 def test_train_writes_the_run(trained):
     assert (trained / "metrics.json").exists() and (trained / "best.pt").exists()
 
@@ -69,23 +74,7 @@ def test_embed_then_search_with_a_contact_sheet(trained, gallery, glyph_folder, 
     query = next((glyph_folder / "class12").iterdir())
     sheet = tmp_path / "sheet.png"
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "search",
-                str(trained),
-                "--gallery",
-                str(gallery),
-                "--query",
-                str(query),
-                "-k",
-                "5",
-                "--sheet",
-                str(sheet),
-            ]
-        )
-        == 0
-    )
+    assert search(trained, gallery, "--query", str(query), "-k", "5", "--sheet", str(sheet)) == 0
     printed = capsys.readouterr().out
     assert str(query) in printed and "class" in printed
     with Image.open(sheet) as image:
@@ -96,23 +85,8 @@ def test_search_with_random_gallery_queries_leaves_each_query_out(
     trained, gallery, tmp_path, capsys
 ):
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "search",
-                str(trained),
-                "--gallery",
-                str(gallery),
-                "--random-queries",
-                "3",
-                "-k",
-                "4",
-                "--sheet",
-                str(tmp_path / "s.png"),
-            ]
-        )
-        == 0
-    )
+    sheet = str(tmp_path / "s.png")
+    assert search(trained, gallery, "--random-queries", "3", "-k", "4", "--sheet", sheet) == 0
     lines = capsys.readouterr().out.splitlines()
     queries = [
         line for line in lines if not line.startswith(" ") and not line.startswith("contact")
