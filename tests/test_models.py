@@ -112,6 +112,67 @@ def test_frozen_backbone_gets_no_gradient_and_stays_in_eval(name):
         torch.testing.assert_close(value, before[key], rtol=0, atol=0)
 
 
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    """The layers with weights or statistics (the mode of a ReLU does not matter)."""
+    return [m for m in module.modules() if list(m.parameters(False)) or list(m.buffers(False))]
+
+
+STAGES = {"small-cnn": 4, "efficientnet-lite0": 18, "resnet50": 5}
+
+
+def test_partly_frozen_backbone_trains_only_its_last_stages(name):
+    model = _build(name, frozen_stages=2)
+    assert model.n_stages == STAGES[name] and not model.backbone_frozen
+    model.train()
+    frozen, trained = model.stages()[:2], model.stages()[2:]
+    assert not any(m.training for stage in frozen for m in _leaves(stage))
+    assert all(m.training for stage in trained for m in _leaves(stage))
+    images = _images(model, name)
+    model(images).pow(3).sum().backward()
+    assert all(p.grad is None for stage in frozen for p in stage.parameters())
+    assert all(p.grad is not None for stage in trained for p in stage.parameters())
+    model.eval()
+    cached = model.frozen_features(images)  # (B, C, h, w): the frozen stages' output
+    assert cached.dim() == 4
+    torch.testing.assert_close(model.embed_frozen(cached), model(images))
+
+
+def test_whole_frozen_backbone_caches_pooled_features(name):
+    model = _build(name, freeze_backbone=True).eval()
+    images = _images(model, name)
+    cached = model.frozen_features(images)
+    assert cached.shape == (4, FEATURE_DIM[name])
+    torch.testing.assert_close(cached, model.features(images))
+    torch.testing.assert_close(model.embed_frozen(cached), model(images))
+
+
+def test_frozen_batchnorm_keeps_statistics_while_weights_learn(name):
+    model = _build(name, frozen_stages=1, frozen_batchnorm=True).train()
+    norms = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    before = [m.running_mean.clone() for m in norms]
+    model(_images(model, name)).pow(3).sum().backward()
+    assert all(torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))
+    trained = [p for s in model.stages()[1:] for p in s.parameters()]
+    assert all(p.grad is not None for p in trained)
+
+
+@pytest.mark.parametrize("bad", [-1, 99, 1.5, True])
+def test_bad_frozen_stages_says_how_many_there_are(bad):
+    with pytest.raises(ValueError, match=r"frozen_stages must be an integer in \[0, 4\]"):
+        _build("small-cnn", frozen_stages=bad)
+    with pytest.raises(ValueError, match="not both"):
+        _build("small-cnn", freeze_backbone=True, frozen_stages=2)
+
+
+@pytest.mark.skipif(not HAS_EFFICIENTNET, reason="efficientnet extra not installed")
+def test_efficientnet_stages_compute_the_upstream_features():
+    model = _build("efficientnet-lite0").eval()
+    images = _images(model, "efficientnet-lite0")
+    upstream = model.backbone.net.extract_features(images).mean(dim=(2, 3))
+    torch.testing.assert_close(model.features(images), upstream)
+
+
 def test_unfreezing_restores_gradients_and_mode(name):
     model = _build(name, freeze_backbone=True)
     model.set_backbone_frozen(False)
@@ -266,15 +327,20 @@ def test_resnet50_without_torchvision_names_the_vision_extra():
 
 
 class _FakeResNet(nn.Module):
-    """Stands in for torchvision's ResNet-50: ends in avgpool, flatten and ``fc``."""
+    """Stands in for torchvision's ResNet-50: its stem, four layers, avgpool and ``fc``."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 2048, 1)
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8)
+        self.relu, self.maxpool = nn.ReLU(), nn.MaxPool2d(2)
+        self.layer1, self.layer2 = nn.Conv2d(8, 16, 1), nn.Conv2d(16, 32, 1)
+        self.layer3, self.layer4 = nn.Conv2d(32, 64, 1), nn.Conv2d(64, 2048, 1)
         self.fc = nn.Linear(2048, 1000)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(x).mean(dim=(2, 3)))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
 
 
 @pytest.fixture
@@ -296,7 +362,8 @@ def fake_torchvision(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 def test_resnet50_wiring_with_a_fake_torchvision(fake_torchvision, tmp_path: Path):
     model = build_model("resnet50", embedding_dim=8)
     assert fake_torchvision == ["IMAGENET1K_V2"]  # torchvision's default weights
-    assert isinstance(model.backbone.fc, nn.Identity)
+    assert isinstance(model.backbone.net.fc, nn.Identity)
+    assert model.n_stages == 5
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 8)
     build_model("resnet50", pretrained=False)
     assert fake_torchvision[-1] is None

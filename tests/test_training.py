@@ -1,11 +1,13 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from sampling_matters import training
+from sampling_matters.data.datasets import ImageDataset
 from sampling_matters.training import TrainConfig, train
 
 
@@ -85,12 +87,61 @@ def test_killed_run_resumes_exactly(glyph_folder, tmp_path, monkeypatch):
     assert steps == sorted(steps)
 
 
-def test_frozen_backbone_with_cached_features(contract, glyph_folder, tmp_path):
-    metrics = train(
-        config(glyph_folder, tmp_path, freeze_backbone=True, cache_features=True, steps=4),
-        progress=False,
-    )
+def test_frozen_backbone_with_cached_features(contract, glyph_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMPLING_MATTERS_CACHE", str(tmp_path / "cache"))
+    frozen = {"freeze_backbone": True, "cache_features": True, "steps": 4}
+    metrics = train(config(glyph_folder, tmp_path / "a", **frozen), progress=False)
     assert set(metrics) == contract
+    stored = sorted((tmp_path / "cache" / "features").glob("*.pt"))
+    assert len(stored) == 3  # train, validation and test features, kept for the next run
+    calls = {"n": 0}
+    original = training.embed_dataset
+
+    def counting(*args, **kwargs):
+        calls["n"] += kwargs.get("output") == "frozen"
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "embed_dataset", counting)
+    again = train(config(glyph_folder, tmp_path / "b", **frozen), progress=False)
+    assert calls["n"] == 0 and again == metrics  # same features from disk, same run
+
+
+def test_partly_frozen_backbone_trains_its_last_stages_on_cached_maps(
+    contract, glyph_folder, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SAMPLING_MATTERS_CACHE", str(tmp_path / "cache"))
+    partial = {"frozen_stages": 2, "cache_features": True, "steps": 6}
+    metrics = train(config(glyph_folder, tmp_path / "run", **partial), progress=False)
+    assert set(metrics) == contract
+    stored = torch.load(next((tmp_path / "cache" / "features").glob("*.pt")))
+    assert stored[0].dim() == 4  # (N, C, h, w) maps of the first two blocks, not pooled
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    torch.manual_seed(0)  # the run's own seed: the same initial weights
+    start = training.build_model("small-cnn", embedding_dim=16, pretrained=False)
+    initial = start.state_dict()
+    frozen = [k for k in initial if k.startswith("backbone.body.") and int(k.split(".")[2]) < 14]
+    trained = [k for k in initial if k.startswith("backbone.body.2") and k.endswith("weight")]
+    assert frozen and trained
+    assert all(torch.equal(first[k], initial[k]) for k in frozen)  # blocks 1–2 unchanged
+    assert not all(torch.equal(first[k], initial[k]) for k in trained)  # blocks 3–4 learnt
+
+
+def test_feature_key_changes_with_the_images_the_labels_and_the_model(glyph_folder, tmp_path):
+    images = np.zeros((6, 8, 8), dtype=np.uint8)
+    base = config(glyph_folder, tmp_path)
+    key = training._fingerprint(ImageDataset(images, [0, 0, 1, 1, 2, 2], kind="glyph"), base)
+    edited = images.copy()
+    edited[3, 4, 4] = 1
+    assert key != training._fingerprint(
+        ImageDataset(edited, [0, 0, 1, 1, 2, 2], kind="glyph"), base
+    )
+    relabelled = ImageDataset(images, [0, 1, 1, 1, 2, 2], kind="glyph")
+    assert key != training._fingerprint(relabelled, base)
+    for other in ({"image_size": 24}, {"frozen_stages": 2}):
+        changed = config(glyph_folder, tmp_path, **other)
+        assert key != training._fingerprint(
+            ImageDataset(images, [0, 0, 1, 1, 2, 2], kind="glyph"), changed
+        )
 
 
 @pytest.mark.parametrize(
@@ -100,7 +151,8 @@ def test_frozen_backbone_with_cached_features(contract, glyph_folder, tmp_path):
         ({"loss": "hinge"}, "unknown loss"),
         ({"sampling": "random"}, "unknown sampling"),
         ({"epochs": 2}, "exactly one of steps and epochs"),
-        ({"cache_features": True}, "cache_features needs freeze_backbone"),
+        ({"cache_features": True}, "cache_features needs freeze_backbone or frozen_stages"),
+        ({"freeze_backbone": True, "frozen_stages": 2}, "not both"),
         ({"loss": "triplet", "beta_per_class": True}, "belong to the margin loss"),
     ],
 )

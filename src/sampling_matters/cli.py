@@ -9,6 +9,7 @@ that names it.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,17 @@ EXAMPLES = {
         "sampling-matters search runs/kanji --gallery runs/kanji/test.pt "
         "--query my_glyph.png -k 10 --sheet search.png"
     ),
+    "figures": (
+        "sampling-matters figures --out figures\n"
+        "  sampling-matters figures --out figures --only 2,5 --run runs/kanji "
+        "--logs runs/kanji runs/kanji-hard"
+    ),
+    "ablate": (
+        "sampling-matters ablate --data kanji --model small-cnn --steps 2500 --seeds 3 "
+        "--out runs/ablation\n"
+        "  sampling-matters ablate --data kanji --losses triplet,margin "
+        "--samplings semihard,distance-weighted --steps 500 --with-pml --out runs/small"
+    ),
 }
 
 
@@ -62,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
         ("eval", _eval_parser),
         ("embed", _embed_parser),
         ("search", _search_parser),
+        ("figures", _figures_parser),
+        ("ablate", _ablate_parser),
     ):
         build(
             commands.add_parser(
@@ -145,12 +159,15 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
             raise FileNotFoundError(f"{args.resume} has no config.yaml: is it a training run?")
         values.update(_read_yaml(args.resume / "config.yaml"))
         values["out"] = str(args.resume)
-    known = {f.name for section in TrainConfig().sections() for f in fields(section)}
-    for name in known:
-        value = getattr(args, name)
-        if value is not None:
-            values[name] = value
+    values.update(_flag_settings(args))
     return TrainConfig.from_flat(values)
+
+
+def _flag_settings(args: argparse.Namespace, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The training settings given as flags (those left unset are absent)."""
+    known = {f.name for section in TrainConfig().sections() for f in fields(section)}
+    values = {name: getattr(args, name, None) for name in known - set(exclude)}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -261,6 +278,136 @@ def _search(args: argparse.Namespace) -> int:
         for rank, (item, distance) in enumerate(neighbours, 1):
             print(f"  {rank:3d}  {distance:.4f}  {item}")
     print(f"contact sheet -> {args.sheet}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _figures_parser(parser: argparse.ArgumentParser) -> None:
+    """Draw the paper's analyses, each as NAME.png and the data behind it as NAME.csv."""
+    parser.add_argument("--out", type=Path, required=True, help="folder for the files")
+    parser.add_argument(
+        "--only",
+        help="figures by number or name: 1 sphere_distances, 2 sampled_distances, "
+        "3 gradient_variance, 4 loss_shapes, 5 training_curves (default 1-4, and 5 with --logs)",
+    )
+    parser.add_argument(
+        "--dims", default="2,3,4,8,16,32,128,512", help="figure 1's dimensions (%(default)s)"
+    )
+    parser.add_argument(
+        "--draws", type=int, default=10_000, help="Monte-Carlo draws per estimate (%(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every draw (%(default)s)")
+    trained = parser.add_mutually_exclusive_group()
+    trained.add_argument("--run", type=Path, help="add a panel of this run's embedding to fig. 2")
+    trained.add_argument("--embeddings", type=Path, help="the same from a file written by embed")
+    parser.add_argument("--data", help="data spec that --run embeds (default: the run's)")
+    parser.add_argument("--split", default="train", choices=("train", "test", "all"))
+    parser.add_argument(
+        "--logs", type=Path, nargs="+", metavar="RUN", help="runs whose log.csv figure 5 draws"
+    )
+    parser.set_defaults(handler=_figures)
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from sampling_matters import analysis
+
+    if args.data is not None and args.run is None:
+        raise ValueError("--data needs --run RUN, the model that embeds it")
+    logs = args.logs or ()
+    trained = args.run is not None or args.embeddings is not None
+    figures = analysis.parse_figures(args.only) if args.only else None
+    if figures is not None:  # check before embedding anything
+        analysis.check_figures(figures, embeddings=trained, logs=bool(logs))
+    dims = analysis.parse_dims(args.dims)
+    embeddings, name = _figure_embeddings(args)
+    written = analysis.write_figures(
+        args.out,
+        figures=figures,
+        dims=dims,
+        draws=args.draws,
+        seed=args.seed,
+        embeddings=embeddings,
+        embeddings_name=name,
+        logs=logs,
+    )
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
+def _figure_embeddings(
+    args: argparse.Namespace,
+) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, str]:
+    """Figure 2's optional embedding (from --embeddings FILE, or --run RUN embedding --data)."""
+    if args.embeddings is not None:
+        from sampling_matters.analysis import load_embeddings
+
+        return load_embeddings(args.embeddings), args.embeddings.name
+    if args.run is None:
+        return None, ""
+    model, config = _load_run(args.run)
+    spec = args.data or config.data.data
+    embeddings, labels, _ = _embed_split(model, spec, args.split, config)
+    return (embeddings, labels), f"{args.run.name}: {args.split} split"
+
+
+# ----------------------------------------------------------------------------- ablate
+
+
+def _ablate_parser(parser: argparse.ArgumentParser) -> None:
+    """Train every loss × sampling for every seed; write ablation.csv, .md and .png.
+
+    Each run goes to OUT/runs/<loss>--<sampling>--seed<k>/ with the same settings and
+    budget. Run the same command again after an interruption: finished runs are kept,
+    a cut run resumes from its last.pt. Any train flag (or --config key) is a setting
+    shared by every run.
+    """
+    from sampling_matters.ablation import ABLATION_KEYS, DEFAULT_LOSSES, DEFAULT_SAMPLINGS
+
+    parser.description = inspect.cleandoc(_ablate_parser.__doc__ or "")
+    parser.add_argument("--losses", default=",".join(DEFAULT_LOSSES), help="comma-separated")
+    parser.add_argument("--samplings", default=",".join(DEFAULT_SAMPLINGS), help="comma-separated")
+    parser.add_argument("--seeds", default="3", help="S (seeds 0..S-1) or a list like 0,4,7")
+    parser.add_argument("--steps", type=int, required=True, help="training steps of every run")
+    parser.add_argument("--out", type=Path, required=True, help="the ablation's directory")
+    parser.add_argument("--config", type=Path, help="YAML file of shared settings")
+    parser.add_argument(
+        "--with-pml",
+        action="store_true",
+        help="add pytorch-metric-learning's MarginLoss + DistanceWeightedMiner (bench extra)",
+    )
+    parser.add_argument("--retry-failed", action="store_true", help="retrain failed runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress line per run")
+    for section in TrainConfig().sections():
+        for f in fields(section):
+            if f.name not in ABLATION_KEYS:
+                _add_field_flag(parser, f.name, getattr(section, f.name))
+    parser.set_defaults(handler=_ablate)
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from sampling_matters.ablation import ABLATION_KEYS, import_pml, run_ablation
+
+    settings = _read_yaml(args.config) if args.config else {}
+    settings.update(_flag_settings(args, exclude=ABLATION_KEYS))
+    if args.with_pml:
+        try:
+            import_pml()
+        except ImportError as error:  # a missing extra is a usage error, not a crash
+            raise ValueError(str(error)) from error
+    run_ablation(
+        settings,
+        steps=args.steps,
+        out=args.out,
+        losses=args.losses,
+        samplings=args.samplings,
+        seeds=args.seeds,
+        with_pml=args.with_pml,
+        retry_failed=args.retry_failed,
+        progress=not args.quiet,
+    )
+    print((args.out / "ablation.md").read_text())
     return 0
 
 

@@ -39,9 +39,12 @@ __all__ = [
     "MarginLoss",
     "TripletLoss",
     "contrastive_loss",
+    "contrastive_terms",
     "make_loss",
     "margin_loss",
+    "margin_terms",
     "triplet_loss",
+    "triplet_terms",
 ]
 
 Sampling = Callable[..., Triplets]
@@ -169,13 +172,13 @@ def _pair_distances(embeddings: Tensor, pairs: Pairs, squared: bool) -> tuple[Te
     return d_pos, d_neg
 
 
-def _contrastive_terms(embeddings: Tensor, pairs: Pairs, margin: float) -> Tensor:
+def contrastive_terms(embeddings: Tensor, pairs: Pairs, margin: float) -> Tensor:
     """Per-pair contrastive losses: D² for positive pairs, (α − D)₊² for negative pairs."""
     d_pos, d_neg = _pair_distances(embeddings, pairs, squared=False)  # (P,), (Q,)
     return torch.cat([d_pos.square(), torch.relu(margin - d_neg).square()])  # (P + Q,)
 
 
-def _triplet_terms(embeddings: Tensor, triplets: Triplets, margin: float, squared: bool) -> Tensor:
+def triplet_terms(embeddings: Tensor, triplets: Triplets, margin: float, squared: bool) -> Tensor:
     """Per-triplet losses (D_ap − D_an + α)₊, on squared distances if ``squared``."""
     d_ap, d_an = _pair_distances(embeddings, triplets.to_pairs(), squared)  # (T,), (T,)
     return torch.relu(d_ap - d_an + margin)  # (T,)
@@ -189,7 +192,7 @@ def _beta_at(beta: float | Tensor, anchor: Tensor, like: Tensor) -> Tensor:
     return beta.index_select(0, anchor) if beta.dim() == 1 else beta.expand(len(anchor))  # (P,)
 
 
-def _margin_terms(
+def margin_terms(
     embeddings: Tensor, pairs: Pairs, beta: float | Tensor, margin: float, nu: float
 ) -> tuple[Tensor, Tensor | None]:
     """Per-pair margin losses (α + y (D − β))₊ and the penalty ν Σ β over positive pairs."""
@@ -261,7 +264,7 @@ def contrastive_loss(
     """
     _check_number("margin", margin)
     _check_inputs(embeddings, triplets, (Triplets, Pairs))
-    return _reduce(_contrastive_terms(embeddings, _as_pairs(triplets), margin))[0]
+    return _reduce(contrastive_terms(embeddings, _as_pairs(triplets), margin))[0]
 
 
 def triplet_loss(
@@ -293,7 +296,7 @@ def triplet_loss(
     """
     _check_number("margin", margin, positive=True)
     _check_inputs(embeddings, triplets, (Triplets,))
-    return _reduce(_triplet_terms(embeddings, triplets, margin, squared))[0]
+    return _reduce(triplet_terms(embeddings, triplets, margin, squared))[0]
 
 
 def margin_loss(
@@ -343,7 +346,7 @@ def margin_loss(
     _check_number("margin", margin, positive=True)
     _check_number("nu", nu)
     _check_inputs(embeddings, triplets, (Triplets, Pairs), beta)
-    terms, penalty = _margin_terms(embeddings, _as_pairs(triplets), beta, margin, nu)
+    terms, penalty = margin_terms(embeddings, _as_pairs(triplets), beta, margin, nu)
     return _reduce(terms, penalty)[0]
 
 
@@ -447,7 +450,7 @@ class ContrastiveLoss(nn.Module):
             self,
             embeddings,
             labels,
-            lambda t: (_contrastive_terms(embeddings, t.to_pairs(), self.margin), None),
+            lambda t: (contrastive_terms(embeddings, t.to_pairs(), self.margin), None),
         )
 
     def extra_repr(self) -> str:
@@ -504,7 +507,7 @@ class TripletLoss(nn.Module):
             self,
             embeddings,
             labels,
-            lambda t: (_triplet_terms(embeddings, t, self.margin, self.squared), None),
+            lambda t: (triplet_terms(embeddings, t, self.margin, self.squared), None),
         )
 
     def extra_repr(self) -> str:
@@ -638,7 +641,7 @@ class MarginLoss(nn.Module):
             self,
             embeddings,
             labels,
-            lambda t: _margin_terms(embeddings, t.to_pairs(), beta, self.margin, self.nu),
+            lambda t: margin_terms(embeddings, t.to_pairs(), beta, self.margin, self.nu),
         )
 
     def extra_repr(self) -> str:

@@ -3,10 +3,16 @@
 An :class:`EmbeddingModel` is a backbone (images ``(B, C, H, W)`` → pooled features
 ``(B, F)``) followed by a linear head (``F`` → ``embedding_dim``) and an L2
 normalisation, so embeddings lie on the unit sphere as the paper's losses and
-sampling assume (Wu et al., ICCV 2017, Sec. 3). The backbone can be frozen: its
-weights stop learning and its BatchNorm statistics stay fixed, so its features can
-be computed once (:meth:`EmbeddingModel.features`) and only the head trained on
-them (:meth:`EmbeddingModel.embed_features`).
+sampling assume (Wu et al., ICCV 2017, Sec. 3).
+
+A backbone is a sequence of *stages* (the small CNN's blocks; EfficientNet's stem,
+16 MBConv blocks and head convolution; ResNet's stem and four layers) followed by
+average pooling. The backbone can be frozen whole, or only its first stages
+(:meth:`EmbeddingModel.freeze_stages`): frozen weights stop learning and their
+BatchNorm statistics stay fixed, so the frozen part's output can be computed once
+(:meth:`EmbeddingModel.frozen_features`) and the rest trained on it
+(:meth:`EmbeddingModel.embed_frozen`). On a CPU that makes fine-tuning the top of an
+ImageNet backbone a matter of minutes.
 
 Three backbones, built by name with :func:`build_model`:
 
@@ -66,6 +72,12 @@ class EmbeddingModel(nn.Module):
         normalization: how pixels in [0, 1] must be scaled before :meth:`forward`
             (a :class:`sampling_matters.data.transforms.Normalization`, fitting ``channels``).
         freeze_backbone: whether to freeze the backbone (see :meth:`set_backbone_frozen`).
+        frozen_stages: freeze only the backbone's first stages (see :meth:`freeze_stages`);
+            needs ``freeze_backbone=False``.
+        frozen_batchnorm: keep every BatchNorm layer of the backbone on its running
+            statistics, also in the stages that train (their scale and shift still
+            learn). Fine-tuning a pretrained backbone on P×K batches of few classes
+            needs it: batch statistics of such batches are poor estimates.
         channels_last: run the backbone in the channels-last memory format (its weights
             are converted here, its inputs in :meth:`features`): 1.2–2× faster for
             convolutional backbones on a CPU. Leave False for a backbone that reshapes
@@ -82,6 +94,9 @@ class EmbeddingModel(nn.Module):
             ``small-cnn``, ``EFFICIENTNET_LITE`` (``(p - 127) / 128`` on 0–255 pixels p)
             and ``IMAGENET`` (mean and std) from :mod:`sampling_matters.data.transforms`.
         channels_last: whether the backbone runs in the channels-last memory format.
+        frozen_stages: how many leading stages of the backbone are frozen (0 to
+            :attr:`n_stages`).
+        frozen_batchnorm: whether the backbone's BatchNorm statistics are fixed.
     """
 
     def __init__(
@@ -94,6 +109,8 @@ class EmbeddingModel(nn.Module):
         channels: int,
         normalization: Normalization,
         freeze_backbone: bool = False,
+        frozen_stages: int = 0,
+        frozen_batchnorm: bool = False,
         channels_last: bool = False,
     ) -> None:
         super().__init__()
@@ -113,32 +130,66 @@ class EmbeddingModel(nn.Module):
         self.channels_last = channels_last
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self._backbone_frozen = False
-        self.set_backbone_frozen(freeze_backbone)
+        if freeze_backbone and frozen_stages:
+            raise ValueError("pass freeze_backbone or frozen_stages, not both")
+        self.frozen_stages = 0
+        self.frozen_batchnorm = frozen_batchnorm
+        self.freeze_stages(self.n_stages if freeze_backbone else frozen_stages)
+
+    def stages(self) -> list[nn.Module]:
+        """The backbone's stages in order; a backbone without ``stages()`` is one stage.
+
+        Running them in turn and average-pooling the last output gives :meth:`features`.
+        """
+        staged: Callable[[], list[nn.Module]] | None = getattr(self.backbone, "stages", None)
+        return staged() if staged is not None else [self.backbone]
+
+    @property
+    def n_stages(self) -> int:
+        """The number of stages of the backbone."""
+        return len(self.stages())
 
     @property
     def backbone_frozen(self) -> bool:
-        """Whether the backbone is frozen (no gradients, BatchNorm statistics fixed)."""
-        return self._backbone_frozen
+        """Whether the whole backbone is frozen (no gradients, BatchNorm statistics fixed)."""
+        return self.frozen_stages == self.n_stages
 
     def set_backbone_frozen(self, frozen: bool) -> None:
-        """Freeze or unfreeze the backbone.
-
-        A frozen backbone has ``requires_grad=False`` on all its parameters and stays in
-        eval mode (BatchNorm uses its running statistics, dropout is off) even when
-        :meth:`train` is called, so its features are a fixed function of the image and
-        can be cached. Unfreezing restores gradients and follows the model's mode.
+        """Freeze or unfreeze the whole backbone: :meth:`freeze_stages` of all or none.
 
         Args:
             frozen: True to freeze, False to unfreeze.
         """
-        self._backbone_frozen = frozen
-        for parameter in self.backbone.parameters():
-            parameter.requires_grad_(not frozen)
-        self.backbone.train(self.training and not frozen)
+        self.freeze_stages(self.n_stages if frozen else 0)
+
+    def freeze_stages(self, n: int) -> None:
+        """Freeze the backbone's first ``n`` stages and let the others train.
+
+        Frozen stages have ``requires_grad=False`` on their parameters and stay in eval
+        mode (BatchNorm uses its running statistics, dropout is off) even when
+        :meth:`train` is called, so their output is a fixed function of the image and
+        can be cached (:meth:`frozen_features`). The other stages follow the model's mode.
+
+        Args:
+            n: 0 (nothing frozen) to :attr:`n_stages` (the whole backbone).
+
+        Raises:
+            ValueError: if ``n`` is not an integer in [0, n_stages].
+        """
+        stages = self.stages()
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(stages):
+            raise ValueError(
+                f"frozen_stages must be an integer in [0, {len(stages)}] (this backbone"
+                f" has {len(stages)} stages), got {n!r}"
+            )
+        self.frozen_stages = n
+        for index, stage in enumerate(stages):
+            for parameter in stage.parameters():
+                parameter.requires_grad_(index >= n)
+        self.train(self.training)
 
     def train(self: _ModelT, mode: bool = True) -> _ModelT:
-        """Set training mode; a frozen backbone stays in eval mode.
+        """Set training mode; frozen stages (and frozen BatchNorm) stay in eval mode.
 
         Args:
             mode: True for training mode, False for eval mode.
@@ -147,9 +198,25 @@ class EmbeddingModel(nn.Module):
             self.
         """
         super().train(mode)
-        if self._backbone_frozen:
-            self.backbone.eval()
+        stages = self.stages()
+        for stage in stages[: self.frozen_stages]:
+            stage.eval()
+        if self.frozen_stages == len(stages):
+            self.backbone.eval()  # its containers too, not only the stages
+        if self.frozen_batchnorm:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
+
+    def _check_images(self, images: Tensor) -> Tensor:
+        if images.dim() != 4 or images.shape[1] != self.channels:
+            raise ValueError(
+                f"expected images of shape (B, {self.channels}, H, W), got {tuple(images.shape)}"
+            )
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def features(self, images: Tensor) -> Tensor:
         """Backbone features, before the head.
@@ -160,14 +227,41 @@ class EmbeddingModel(nn.Module):
         Returns:
             ``(B, feature_dim)`` features.
         """
-        if images.dim() != 4 or images.shape[1] != self.channels:
-            raise ValueError(
-                f"expected images of shape (B, {self.channels}, H, W), got {tuple(images.shape)}"
-            )
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        features: Tensor = self.backbone(images)  # (B, F)
-        return features
+        return _pooled(self.stages(), self._check_images(images))  # (B, F)
+
+    def frozen_features(self, images: Tensor) -> Tensor:
+        """The frozen part's output, to be cached: what :meth:`embed_frozen` takes.
+
+        Args:
+            images: ``(B, channels, H, W)`` floats, scaled by ``normalization``.
+
+        Returns:
+            ``(B, feature_dim)`` pooled features when the whole backbone is frozen, else
+            the ``(B, C, h, w)`` output of the first :attr:`frozen_stages` stages (the
+            images themselves when none is frozen).
+        """
+        images = self._check_images(images)
+        if self.backbone_frozen:
+            return _pooled(self.stages(), images)  # (B, F)
+        x = images
+        for stage in self.stages()[: self.frozen_stages]:
+            x = stage(x)
+        return x  # (B, C, h, w)
+
+    def embed_frozen(self, frozen: Tensor) -> Tensor:
+        """Embed the output of :meth:`frozen_features`: the trainable stages, then the head.
+
+        Args:
+            frozen: what :meth:`frozen_features` returned (or a cached copy of it).
+
+        Returns:
+            ``(B, embedding_dim)`` L2-normalised embeddings.
+        """
+        if self.backbone_frozen:
+            return self.embed_features(frozen)
+        if self.channels_last and frozen.dim() == 4:
+            frozen = frozen.contiguous(memory_format=torch.channels_last)
+        return self.embed_features(_pooled(self.stages()[self.frozen_stages :], frozen))
 
     def embed_features(self, features: Tensor) -> Tensor:
         """Head and L2 normalisation applied to backbone features.
@@ -194,7 +288,7 @@ class EmbeddingModel(nn.Module):
         Returns:
             ``(B, embedding_dim)`` L2-normalised embeddings.
         """
-        return self.embed_features(self.features(images))
+        return self.embed_frozen(self.frozen_features(images))
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -228,6 +322,7 @@ class SmallCNN(nn.Module):
             in_channels = width
         self.body = nn.Sequential(*layers)
         self.feature_dim = widths[-1]
+        self.n_blocks = len(widths)
 
     def forward(self, images: Tensor) -> Tensor:
         """Pooled features.
@@ -241,18 +336,56 @@ class SmallCNN(nn.Module):
         feature_map: Tensor = self.body(images)  # (B, C, h, w)
         return feature_map.mean(dim=(2, 3))  # (B, C)
 
+    def stages(self) -> list[nn.Module]:
+        """One stage per block: (conv-BN-ReLU) ×2 and the max-pool."""
+        per_block = len(self.body) // self.n_blocks
+        return [self.body[i : i + per_block] for i in range(0, len(self.body), per_block)]
+
+
+def _pooled(stages: Sequence[nn.Module], images: Tensor) -> Tensor:
+    """Run ``stages`` in turn and average-pool the last feature map: ``(B, F)``."""
+    x = images
+    for stage in stages:
+        x = stage(x)
+    return x.mean(dim=(2, 3)) if x.dim() == 4 else x  # (B, F)
+
 
 class _PooledEfficientNet(nn.Module):
-    """Wraps the upstream EfficientNet: its last feature map, average-pooled."""
+    """Wraps the upstream EfficientNet: its last feature map, average-pooled.
+
+    Its 18 stages: the stem, the 16 MBConv blocks, the 1×1 head convolution.
+    """
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
+    def stages(self) -> list[nn.Module]:
+        """The stem, each MBConv block (no drop-connect), the head convolution."""
+        part = self.net.get_submodule
+        stem = nn.Sequential(part("_conv_stem"), part("_bn0"), part("_swish"))
+        head = nn.Sequential(part("_conv_head"), part("_bn1"), part("_swish"))
+        return [stem, *part("_blocks").children(), head]
+
     def forward(self, images: Tensor) -> Tensor:
-        extract: Callable[[Tensor], Tensor] = getattr(self.net, "extract_features")  # noqa: B009
-        feature_map = extract(images)  # (B, 1280, h, w)
-        return feature_map.mean(dim=(2, 3))  # (B, 1280)
+        return _pooled(self.stages(), images)  # (B, 1280)
+
+
+class _PooledResNet(nn.Module):
+    """Wraps torchvision's ResNet: stages stem, layer1 … layer4, then average pooling."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def stages(self) -> list[nn.Module]:
+        """The stem (conv, BN, ReLU, max-pool) and the four residual layers."""
+        part = self.net.get_submodule
+        stem = nn.Sequential(part("conv1"), part("bn1"), part("relu"), part("maxpool"))
+        return [stem, *(part(f"layer{i}") for i in range(1, 5))]
+
+    def forward(self, images: Tensor) -> Tensor:
+        return _pooled(self.stages(), images)  # (B, 2048)
 
 
 class _Spec(NamedTuple):
@@ -342,8 +475,8 @@ def _build_resnet50(pretrained: bool, weights: WeightsPath | None) -> nn.Module:
     net: nn.Module = models.resnet50(weights=default)
     if pretrained and weights is not None:
         _load_state_dict(net, weights, "resnet50")
-    net.fc = nn.Identity()  # average pooling and flatten stay: (B, 2048)
-    return net
+    net.fc = nn.Identity()  # not used: the wrapper pools the last layer itself
+    return _PooledResNet(net)
 
 
 _SPECS: dict[str, _Spec] = {
@@ -365,6 +498,8 @@ def build_model(
     embedding_dim: int = 128,
     pretrained: bool = True,
     freeze_backbone: bool = False,
+    frozen_stages: int = 0,
+    frozen_batchnorm: bool = False,
     weights: WeightsPath | None = None,
     input_size: int | None = None,
 ) -> EmbeddingModel:
@@ -378,6 +513,10 @@ def build_model(
         embedding_dim: D, the embedding size.
         pretrained: start the backbone from ImageNet weights.
         freeze_backbone: freeze the backbone (no gradients, BatchNorm in eval mode).
+        frozen_stages: freeze only the backbone's first stages
+            (:meth:`EmbeddingModel.freeze_stages`): ``small-cnn`` has 4, ``resnet50`` 5,
+            ``efficientnet-lite0`` 18 (stem, 16 blocks, head convolution).
+        frozen_batchnorm: keep the backbone's BatchNorm statistics fixed while it trains.
         weights: a local state dict file for the backbone in its upstream format
             (torchvision's for ``resnet50``, ``efficientnet-lite-pytorch``'s for
             ``efficientnet-lite0``), used instead of the default weights. With None,
@@ -412,5 +551,7 @@ def build_model(
         channels=spec.channels,
         normalization=spec.normalization,
         freeze_backbone=freeze_backbone,
+        frozen_stages=frozen_stages,
+        frozen_batchnorm=frozen_batchnorm,
         channels_last=True,
     )

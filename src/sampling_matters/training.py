@@ -11,22 +11,25 @@ model, optimiser, schedule, sampler epoch and random state.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from sampling_matters import data as datasets
 from sampling_matters.batching import PKSampler
+from sampling_matters.data.cache import cache_root
 from sampling_matters.data.datasets import ImageDataset
 from sampling_matters.data.transforms import eval_transform, train_transform
 from sampling_matters.evaluation import evaluate
@@ -79,7 +82,9 @@ class ModelConfig:
     embedding_dim: int = 128
     pretrained: bool = True
     freeze_backbone: bool = False
-    cache_features: bool = False  # with a frozen backbone: compute its features once
+    frozen_stages: int = 0  # freeze only the backbone's first stages (0: none)
+    frozen_batchnorm: bool = False  # BatchNorm statistics fixed in the stages that train
+    cache_features: bool = False  # compute the frozen part's output once (kept on disk)
 
 
 @dataclass
@@ -162,8 +167,14 @@ class TrainConfig:
             raise ValueError("give exactly one of steps and epochs")
         if (self.optim.steps or self.optim.epochs or 0) < 1:
             raise ValueError("steps / epochs must be >= 1")
-        if self.model.cache_features and not self.model.freeze_backbone:
-            raise ValueError("cache_features needs freeze_backbone (a trained backbone changes)")
+        frozen = self.model.freeze_backbone or self.model.frozen_stages > 0
+        if self.model.cache_features and not frozen:
+            raise ValueError(
+                "cache_features needs freeze_backbone or frozen_stages >= 1"
+                " (only a frozen part's output stays the same)"
+            )
+        if self.model.freeze_backbone and self.model.frozen_stages:
+            raise ValueError("set freeze_backbone or frozen_stages, not both")
         if (self.loss.beta_per_class or self.loss.beta_per_image) and self.loss.loss != "margin":
             raise ValueError("beta_per_class / beta_per_image belong to the margin loss")
         if not 0 <= self.data.val_fraction < 1:
@@ -217,6 +228,13 @@ def _load_splits(
 # ------------------------------------------------------------------------- inference
 
 
+_OUTPUTS: dict[str, Callable[[EmbeddingModel, Tensor], Tensor]] = {
+    "embeddings": EmbeddingModel.forward,
+    "features": EmbeddingModel.features,
+    "frozen": EmbeddingModel.frozen_features,
+}
+
+
 @torch.no_grad()
 def embed_dataset(
     model: EmbeddingModel,
@@ -225,7 +243,7 @@ def embed_dataset(
     device: torch.device,
     batch_size: int = 256,
     workers: int = 0,
-    features_only: bool = False,
+    output: Literal["embeddings", "features", "frozen"] = "embeddings",
 ) -> tuple[Tensor, Tensor]:
     """Embeddings (or backbone features) of every item, in order, and their labels.
 
@@ -235,10 +253,12 @@ def embed_dataset(
         device: where to run the model.
         batch_size: images per forward pass.
         workers: DataLoader worker processes.
-        features_only: return the backbone's features instead of embeddings.
+        output: ``"embeddings"``, the backbone's pooled ``"features"``, or the output of
+            its ``"frozen"`` part (:meth:`EmbeddingModel.frozen_features`, to be cached).
 
     Returns:
-        (N, E) float32 embeddings (or (N, F) features) on the CPU and (N,) labels.
+        (N, E) float32 embeddings (or (N, F) features, or (N, …) frozen outputs) on the
+        CPU and (N,) labels.
     """
     was_training = model.training
     model.eval()
@@ -246,7 +266,7 @@ def embed_dataset(
     outputs, labels = [], []
     for images, batch_labels, _ in loader:
         images = images.to(device)
-        out = model.features(images) if features_only else model(images)
+        out = _OUTPUTS[output](model, images)
         outputs.append(out.float().cpu())
         labels.append(batch_labels)
     model.train(was_training)
@@ -271,7 +291,7 @@ def _embed_or_head(
     if isinstance(dataset, TensorDataset):
         features, labels, _ = dataset.tensors
         with torch.no_grad():
-            return model.embed_features(features.to(device)).float().cpu(), labels
+            return model.embed_frozen(features.to(device)).float().cpu(), labels
     return embed_dataset(
         model,
         dataset,
@@ -281,20 +301,51 @@ def _embed_or_head(
     )
 
 
+def _fingerprint(dataset: ImageDataset, config: TrainConfig) -> str:
+    """A key for the frozen part's output on ``dataset``: model, input, images, labels.
+
+    File-backed images enter by path, size and modification time; in-memory ones by
+    their bytes, so editing a data set gives new features.
+    """
+    model = config.model
+    key = (model.model, model.pretrained, model.frozen_stages, config.data.image_size)
+    digest = hashlib.sha256(repr(key).encode())
+    digest.update(dataset.labels.numpy().tobytes())
+    if isinstance(dataset.images, np.ndarray):
+        digest.update(np.ascontiguousarray(dataset.images).tobytes())
+    else:
+        for path in dataset.images:
+            stat = Path(path).stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
+
+
 def _cache_features(
     model: EmbeddingModel, splits: _Splits, config: TrainConfig, device: torch.device
 ) -> tuple[Dataset[Any], Dataset[Any] | None, Dataset[Any]]:
-    """The frozen backbone's features of each split, computed once."""
+    """The frozen backbone's features of each split, computed once and kept on disk.
+
+    They are stored under ``<cache>/features/`` (see
+    :func:`sampling_matters.data.cache.cache_root`), keyed by :func:`_fingerprint`, so
+    runs that share a backbone and a data set (an ablation, a re-run) compute them once.
+    """
+    folder = cache_root() / "features"
 
     def cached(dataset: ImageDataset) -> TensorDataset:
-        features, labels = embed_dataset(
-            model,
-            dataset,
-            device=device,
-            batch_size=config.run.eval_batch_size,
-            workers=config.data.workers,
-            features_only=True,
-        )
+        path = folder / f"{_fingerprint(dataset, config)}.pt"
+        if path.exists():
+            features, labels = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            features, labels = embed_dataset(
+                model,
+                dataset,
+                device=device,
+                batch_size=config.run.eval_batch_size,
+                workers=config.data.workers,
+                output="frozen",
+            )
+            folder.mkdir(parents=True, exist_ok=True)
+            _save_atomic((features, labels), path)
         return TensorDataset(features, labels, torch.arange(len(labels)))
 
     val = None if splits.val is None else cached(splits.val)
@@ -328,8 +379,9 @@ def _optimiser(
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
     if backbone:
         groups.append({"params": backbone, "lr": config.optim.backbone_lr})
-    if isinstance(loss, MarginLoss):
-        groups.append(loss.beta_param_group(config.optim.beta_lr))
+    beta_group = getattr(loss, "beta_param_group", None)  # MarginLoss, or a loss_factory's
+    if beta_group is not None:
+        groups.append(beta_group(config.optim.beta_lr))
     return torch.optim.AdamW(groups, weight_decay=config.optim.weight_decay)
 
 
@@ -420,6 +472,9 @@ def _build(config: TrainConfig) -> _Run:
         embedding_dim=config.model.embedding_dim,
         pretrained=config.model.pretrained,
         freeze_backbone=config.model.freeze_backbone,
+        frozen_stages=config.model.frozen_stages,
+        frozen_batchnorm=config.model.frozen_batchnorm,
+        input_size=config.data.image_size,
     ).to(device)
     augmentation = torch.Generator().manual_seed(config.run.seed + 2)
     splits = _load_splits(config, model, augmentation)
@@ -464,7 +519,7 @@ def _step(run: _Run, batch: list[Tensor], optimiser: torch.optim.Optimizer) -> d
     cached = isinstance(run.train_set, TensorDataset)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda")
     with autocast:
-        embeddings = run.model.embed_features(inputs) if cached else run.model(inputs)
+        embeddings = run.model.embed_frozen(inputs) if cached else run.model(inputs)
     loss = run.loss(embeddings.float(), labels, indices)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
@@ -536,19 +591,32 @@ def _total_steps(run: _Run) -> int:
     return int(run.config.optim.epochs or 1) * len(run.sampler)
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    loss_factory: Callable[[TrainConfig], nn.Module] | None = None,
+) -> dict[str, Any]:
     """Train, validate each epoch, keep the best model, and score it on the test classes.
 
     Args:
         config: the run's configuration; ``config.run.out`` is the run directory.
         resume: continue the run in ``config.run.out`` from its ``last.pt``.
         progress: show a progress bar.
+        loss_factory: builds the loss in place of ``config``'s loss and sampling (an
+            external loss, e.g. another library's): a module called as
+            ``loss(embeddings, labels, indices)`` with the attributes ``last_triplets``,
+            ``last_stats`` and ``last_active_fraction``; its ``beta_param_group(lr)``, if
+            it has one, is trained at ``beta_lr``.
 
     Returns:
         The test metrics (also written to ``metrics.json``).
     """
     config.check()
     run = _build(config)
+    if loss_factory is not None:
+        run.loss = loss_factory(config).to(run.device)  # type: ignore[assignment]
     run.out.mkdir(parents=True, exist_ok=True)
     _write_config(config, run.out)
     total = _total_steps(run)

@@ -1,0 +1,216 @@
+"""Our best recipes against the quality targets: emoji Recall@1 and kanji MAP@R on unseen classes.
+
+Each recipe is a config file that ``sampling-matters train --config`` takes as it is:
+
+- ``configs/demo.yaml`` (the recipe of ``make demo``): margin loss + distance weighted
+  sampling, EfficientNet-Lite0 at 128 px with its stem and first 8 MBConv blocks frozen
+  (their output computed once), the rest fine-tuned. Target: emoji Recall@1 ≥ 0.50 with
+  ``make demo`` inside 15 minutes on 2 CPU cores.
+- ``configs/kanji.yaml``: margin loss + distance weighted sampling, ``small-cnn`` from
+  scratch on 32×32 glyphs. Target: kanji MAP@R ≥ 0.85 with at most 5 minutes of training
+  on 2 CPU cores.
+
+Every run goes through :func:`sampling_matters.training.train`, the loop behind the
+command line (validation on held-out training classes, the best checkpoint scored on
+the test classes). The wall time is the whole call: loading, computing the cached
+features (for emoji: once per machine, then read from the feature cache), training,
+validation and the final evaluation; the training time alone is the sum of the steps'
+time, from ``log.csv``.
+
+Run it (about 15 minutes on two cores)::
+
+    .venv/bin/python benchmarks/recipes.py
+    .venv/bin/python benchmarks/recipes.py --configs configs/kanji.yaml --seeds 0
+    .venv/bin/python benchmarks/recipes.py --set-seeds 'kanji=0'    # three emoji seeds, one kanji
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
+from sampling_matters.training import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "recipes.md"
+DEFAULT_CONFIGS = (ROOT / "configs" / "demo.yaml", ROOT / "configs" / "kanji.yaml")
+TARGETS = {"emoji": ("recall@1", 0.50), "kanji": ("map@r", 0.85)}
+"""The metric each data set's recipe must reach, and the value."""
+BUDGETS = {"emoji": "`make demo` ≤ 15 min in all", "kanji": "training ≤ 5 min"}
+
+
+@dataclass
+class Result:
+    """One recipe trained with one seed."""
+
+    config: str
+    data: str
+    seed: int
+    metrics: dict[str, float]
+    wall_s: float
+    train_s: float
+
+
+def training_seconds(log: Path, batch: int) -> float:
+    """Time in training (steps, validation, checkpoints) from ``log.csv``.
+
+    Each row covers the steps since the one before at its ``images_per_s``:
+    Σ (steps × batch) / (images per second).
+    """
+    total, last_step = 0.0, 0
+    with log.open() as handle:
+        for row in csv.DictReader(handle):
+            step, rate = int(row["step"]), float(row["images_per_s"])
+            if rate > 0 and step > last_step:
+                total += (step - last_step) * batch / rate
+                last_step = step
+    return total
+
+
+def run(path: Path, seed: int, scratch: Path) -> Result:
+    """Train the recipe in ``path`` with ``seed`` into a scratch run directory."""
+    values = yaml.safe_load(path.read_text())
+    values.update(seed=seed, out=str(scratch / f"{path.stem}-seed{seed}"))
+    config = TrainConfig.from_flat(values)
+    batch = config.data.classes_per_batch * config.data.samples_per_class
+    start = time.perf_counter()
+    metrics = train(config, progress=False)
+    wall = time.perf_counter() - start
+    train_s = training_seconds(Path(config.run.out) / "log.csv", batch)
+    return Result(path.name, config.data.data, seed, metrics, wall, train_s)
+
+
+def _mean_std(values: Sequence[float], digits: int = 3) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def summary(results: Sequence[Result]) -> list[str]:
+    """One row per recipe: the target, the means over seeds, pass or fail."""
+    rows = []
+    for name in dict.fromkeys(r.config for r in results):
+        group = [r for r in results if r.config == name]
+        metric, goal = TARGETS[group[0].data]
+        values = [r.metrics[metric] for r in group]
+        passed = statistics.mean(values) >= goal
+        rows.append(
+            [
+                f"`{name}`",
+                group[0].data,
+                f"{metric} ≥ {goal:.2f}; {BUDGETS[group[0].data]}",
+                ", ".join(str(r.seed) for r in group),
+                _mean_std(values),
+                _mean_std([r.train_s for r in group], 0),
+                _mean_std([r.wall_s for r in group], 0),
+                "pass" if passed else "**FAIL**",
+            ]
+        )
+    header = ["recipe", "set", "target", "seeds", "value", "train s", "wall s", "met"]
+    return table(header, rows)
+
+
+def every_run(results: Sequence[Result]) -> list[str]:
+    header = ["recipe", "seed", "R@1", "R@8", "MAP@R", "NMI", "train s", "wall s"]
+    rows = [
+        [
+            f"`{r.config}`",
+            str(r.seed),
+            *(f"{r.metrics[k]:.4f}" for k in ("recall@1", "recall@8", "map@r", "nmi")),
+            f"{r.train_s:.0f}",
+            f"{r.wall_s:.0f}",
+        ]
+        for r in results
+    ]
+    return table(header, rows)
+
+
+def render(results: Sequence[Result], facts: dict[str, str], configs: Sequence[Path]) -> str:
+    lines = [
+        "# Our best recipes against the quality targets",
+        "",
+        "Written by `benchmarks/recipes.py`. Each recipe is a config file run through",
+        "`sampling_matters.training.train` (what `sampling-matters train --config` runs):",
+        "validation on held-out training classes picks the checkpoint, which is scored on the",
+        "test classes, never seen in training. `train s` sums the training steps' time from",
+        "`log.csv`; `wall s` is the whole call (data, cached features, training, validation,",
+        "evaluation).",
+        "",
+        *(f"- {k}: {v}" for k, v in facts.items()),
+        "",
+        "## Targets",
+        "",
+        *summary(results),
+        "",
+        "## Every run",
+        "",
+        *every_run(results),
+        "",
+        "## The recipes",
+        "",
+    ]
+    for path in configs:
+        lines += [f"`{path.relative_to(ROOT)}`:", "", "```yaml", path.read_text().strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--configs", type=Path, nargs="+", default=list(DEFAULT_CONFIGS))
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated (0,1,2)")
+    parser.add_argument("--set-seeds", default="", help="per data set, e.g. 'kanji=0;emoji=0,1'")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"({DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    seeds = _ints(args.seeds)
+    per_set = {k: _ints(v) for k, v in (p.split("=", 1) for p in args.set_seeds.split(";") if p)}
+    for path in args.configs:
+        data = yaml.safe_load(path.read_text()).get("data")
+        if data not in TARGETS:
+            parser.error(f"{path}: data {data!r} has no target; expected one of {list(TARGETS)}")
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    busy, own, start = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for path in args.configs:
+            data = yaml.safe_load(path.read_text())["data"]
+            for seed in per_set.get(data, seeds):
+                results.append(run(path, seed, Path(scratch)))
+                r = results[-1]
+                print(
+                    f"{path.name} seed {seed}: R@1 {r.metrics['recall@1']:.4f} "
+                    f"MAP@R {r.metrics['map@r']:.4f} train {r.train_s:.0f} s wall {r.wall_s:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    elapsed = time.perf_counter() - start
+    facts = {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+        "load": others_text(others_share(busy, own, elapsed)),
+        "software": f"torch {torch.__version__}, Python {sys.version.split()[0]}",
+        "run time": f"{elapsed / 60:.1f} min",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(results, facts, args.configs))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
