@@ -163,7 +163,8 @@ def render(results: Sequence[Result], facts: dict[str, str], configs: Sequence[P
         "",
     ]
     for path in configs:
-        lines += [f"`{path.relative_to(ROOT)}`:", "", "```yaml", path.read_text().strip(), "```", ""]
+        name = path.resolve().relative_to(ROOT)
+        lines += [f"`{name}`:", "", "```yaml", path.read_text().strip(), "```", ""]
     return "\n".join(lines)
 
 
@@ -202,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elapsed = time.perf_counter() - start
     facts = {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads",
         "load": others_text(others_share(busy, own, elapsed)),
         "software": f"torch {torch.__version__}, Python {sys.version.split()[0]}",
         "run time": f"{elapsed / 60:.1f} min",

@@ -308,7 +308,8 @@ def _fingerprint(dataset: ImageDataset, config: TrainConfig) -> str:
     their bytes, so editing a data set gives new features.
     """
     model = config.model
-    key = (model.model, model.pretrained, model.frozen_stages, config.data.image_size)
+    frozen = "all" if model.freeze_backbone else model.frozen_stages
+    key = (model.model, model.pretrained, frozen, config.data.image_size)
     digest = hashlib.sha256(repr(key).encode())
     digest.update(dataset.labels.numpy().tobytes())
     if isinstance(dataset.images, np.ndarray):
