@@ -1061,9 +1061,10 @@ def plot_training_curves(curves: Sequence[TrainingCurve]) -> Figure:
         mean, std = curve.negative_distance.numpy(), curve.negative_distance_std.numpy()
         (line,) = dist.plot(step, mean, label=curve.label)
         dist.fill_between(step, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        active.plot(step, curve.active_fraction.numpy(), label=curve.label)
+        colour = line.get_color()  # one colour per run in every panel
+        active.plot(step, curve.active_fraction.numpy(), color=colour, label=curve.label)
         if bool(curve.beta.isfinite().any()):
-            beta.plot(step, curve.beta.numpy(), label=curve.label)
+            beta.plot(step, curve.beta.numpy(), color=colour, label=curve.label)
     dist.set(
         xlabel="step", ylabel="anchor–negative distance", title="sampled negatives: mean ± std"
     )
