@@ -36,13 +36,11 @@ import importlib
 import io
 import json
 import math
-import os
 import re
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from sampling_matters import training
+from sampling_matters.data.cache import write_atomic
 from sampling_matters.losses import LOSSES
 from sampling_matters.sampling import SAMPLINGS, SamplingStats, Triplets
 from sampling_matters.training import TrainConfig
@@ -379,20 +378,8 @@ def _error_status(error: str) -> str:
 # ---------------------------------------------------------------------- one run
 
 
-def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """Call ``write(temporary)`` on a file beside ``path``, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda name: Path(name).write_text(text, encoding="utf-8"))
+    write_atomic(path, lambda name: Path(name).write_text(text, encoding="utf-8"))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -675,7 +662,7 @@ def plot_grid(
     axes.set_title("mean Recall@1 (%) over seeds")
     figure.colorbar(image, ax=axes)
     figure.tight_layout()
-    _write_atomic(path, lambda name: figure.savefig(name, format="png", dpi=120))
+    write_atomic(path, lambda name: figure.savefig(name, format="png", dpi=120))
 
 
 # ---------------------------------------------------------------------- the ablation

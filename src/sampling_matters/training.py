@@ -14,8 +14,6 @@ import csv
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -29,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from sampling_matters import data as datasets
 from sampling_matters.batching import PKSampler
-from sampling_matters.data.cache import cache_root
+from sampling_matters.data.cache import cache_root, write_atomic
 from sampling_matters.data.datasets import ImageDataset
 from sampling_matters.data.transforms import eval_transform, train_transform
 from sampling_matters.evaluation import evaluate
@@ -403,15 +401,8 @@ def _device(name: str) -> torch.device:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    """``torch.save`` ``obj`` to ``path`` atomically."""
+    write_atomic(path, lambda name: torch.save(obj, name))
 
 
 def _state(

@@ -81,6 +81,21 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(base).expanduser() / "sampling-matters"
 
 
+def write_atomic(path: Path, write: Callable[[str], object]) -> None:
+    """Call ``write(temporary)`` on a file beside ``path``, then rename it over ``path``.
+
+    A reader never sees a half-written ``path``, and a failed write leaves no temporary.
+    """
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def build_once(final: Path, build: Callable[[Path], Path]) -> bool:
     """Make ``final`` with ``build`` unless it exists; never leave a part-made file.
 
