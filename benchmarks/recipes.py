@@ -42,6 +42,7 @@ import torch
 import yaml
 
 from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
+from sampling_matters.ablation import mean_std
 from sampling_matters.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,12 +94,6 @@ def run(path: Path, seed: int, scratch: Path) -> Result:
     return Result(path.name, config.data.data, seed, metrics, wall, train_s)
 
 
-def _mean_std(values: Sequence[float], digits: int = 3) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def summary(results: Sequence[Result]) -> list[str]:
     """One row per recipe: the target, the means over seeds, pass or fail."""
     rows = []
@@ -113,9 +108,9 @@ def summary(results: Sequence[Result]) -> list[str]:
                 group[0].data,
                 f"{metric} ≥ {goal:.2f}; {BUDGETS[group[0].data]}",
                 ", ".join(str(r.seed) for r in group),
-                _mean_std(values),
-                _mean_std([r.train_s for r in group], 0),
-                _mean_std([r.wall_s for r in group], 0),
+                mean_std(values, digits=3),
+                mean_std([r.train_s for r in group], digits=0),
+                mean_std([r.wall_s for r in group], digits=0),
                 "pass" if passed else "**FAIL**",
             ]
         )

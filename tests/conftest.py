@@ -21,6 +21,20 @@ def glyph_folder(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_settings(glyph_folder):
+    """Flat training settings of a tiny, fast run on the glyph folder (no validation split)."""
+    return {
+        "data": f"folder:{glyph_folder}",
+        "model": "small-cnn",
+        "classes_per_batch": 3,
+        "samples_per_class": 3,
+        "val_fraction": 0.0,
+        "embedding_dim": 16,
+        "eval_batch_size": 64,
+    }
+
+
 @pytest.fixture
 def contract():
     """The keys of metrics.json (DESIGN.md's metrics contract), written out independently."""

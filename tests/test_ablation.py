@@ -32,19 +32,6 @@ def pml_available():
     return True
 
 
-def settings(folder):
-    """Shared settings of a tiny, fast run on the glyph folder."""
-    return {
-        "data": f"folder:{folder}",
-        "model": "small-cnn",
-        "classes_per_batch": 3,
-        "samples_per_class": 3,
-        "val_fraction": 0.0,
-        "embedding_dim": 16,
-        "eval_batch_size": 64,
-    }
-
-
 def known_metrics(loss, sampling, seed):
     """Every metric = 0.5 + 0.1·loss + 0.05·sampling + 0.02·seed (48 queries, 8 classes)."""
     value = 0.5 + 0.1 * LOSS_INDEX[loss] + 0.05 * SAMPLING_INDEX[sampling] + 0.02 * seed
@@ -102,7 +89,7 @@ def fake(monkeypatch):
     return install
 
 
-def grid(tmp_path, folder, **options):
+def grid(tmp_path, settings, extra=None, **options):
     values = {
         "steps": 2,
         "out": tmp_path / "ablation",
@@ -111,7 +98,7 @@ def grid(tmp_path, folder, **options):
         "seeds": 2,
     }
     values.update(options)
-    return run_ablation(settings(folder), **values)
+    return run_ablation({**settings, **(extra or {})}, **values)
 
 
 def read_csv(out):
@@ -122,9 +109,9 @@ def read_csv(out):
 # ------------------------------------------------------------------------ reports
 
 
-def test_grid_writes_the_three_reports(fake, glyph_folder, tmp_path, capsys):
+def test_grid_writes_the_three_reports(fake, tiny_settings, tmp_path, capsys):
     train = fake()
-    results = grid(tmp_path, glyph_folder)
+    results = grid(tmp_path, tiny_settings)
     out = tmp_path / "ablation"
     assert len(results) == len(train.calls) == 8
     rows = read_csv(out)
@@ -151,9 +138,9 @@ def test_grid_writes_the_three_reports(fake, glyph_folder, tmp_path, capsys):
     assert "R@1 50.0%" in lines[0]
 
 
-def test_every_run_gets_the_same_budget_and_settings(fake, glyph_folder, tmp_path):
+def test_every_run_gets_the_same_budget_and_settings(fake, tiny_settings, tmp_path):
     train = fake()
-    grid(tmp_path, glyph_folder, seeds="3,5")
+    grid(tmp_path, tiny_settings, seeds="3,5")
     configs = [config for _, _, config, _ in train.calls]
     assert {c.optim.steps for c in configs} == {2}
     assert {c.data.classes_per_batch for c in configs} == {3}
@@ -181,16 +168,16 @@ def test_run_status_rules(tmp_path):
 # ------------------------------------------------------------------------- resume
 
 
-def test_a_killed_ablation_resumes_where_it_stopped(fake, glyph_folder, tmp_path):
+def test_a_killed_ablation_resumes_where_it_stopped(fake, tiny_settings, tmp_path):
     train = fake({"triplet--uniform--seed0": "kill"})
     with pytest.raises(KeyboardInterrupt):
-        grid(tmp_path, glyph_folder)
+        grid(tmp_path, tiny_settings)
     out = tmp_path / "ablation"
     assert len(read_csv(out)) == 2  # the runs done before the kill are reported
     killed = out / "runs" / "triplet--uniform--seed0"
     assert json.loads((killed / "ablation-run.json").read_text())["outcome"] == "interrupted"
     train.calls.clear()
-    grid(tmp_path, glyph_folder)
+    grid(tmp_path, tiny_settings)
     calls = {name: resume for name, resume, _, _ in train.calls}
     assert "contrastive--uniform--seed0" not in calls  # done: skipped
     assert calls["triplet--uniform--seed0"] is True  # cut: resumed from last.pt
@@ -200,18 +187,45 @@ def test_a_killed_ablation_resumes_where_it_stopped(fake, glyph_folder, tmp_path
     assert record["sessions"] == 2 and record["outcome"] == "done"
 
 
-def test_settings_cannot_change_under_an_ablation(fake, glyph_folder, tmp_path):
+def test_settings_cannot_change_under_an_ablation(fake, tiny_settings, tmp_path):
     fake()
-    grid(tmp_path, glyph_folder, seeds=1)
+    grid(tmp_path, tiny_settings, seeds=1)
     with pytest.raises(ValueError, match=r"other settings.*'steps'"):
-        grid(tmp_path, glyph_folder, seeds=1, steps=3)
-    grid(tmp_path, glyph_folder, seeds=2)  # more seeds, same settings: fine
+        grid(tmp_path, tiny_settings, seeds=1, steps=3)
+    grid(tmp_path, tiny_settings, seeds=2)  # more seeds, same settings: fine
+
+
+def test_a_setting_added_later_counts_as_its_default(fake, tiny_settings, tmp_path):
+    fake()
+    grid(tmp_path, tiny_settings, seeds=1)
+    path = tmp_path / "ablation" / "ablation.json"
+    stored = json.loads(path.read_text())
+    del stored["settings"]["learn_beta"]  # as an older version wrote it
+    path.write_text(json.dumps(stored))
+    grid(tmp_path, tiny_settings, seeds=1)  # at its default: the same ablation
+    path.write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="learn_beta"):
+        grid(tmp_path, tiny_settings, {"learn_beta": False}, seeds=1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [({"beta_per_class": True}, "learns one β"), ({"learn_beta": False}, "learns its β")],
+)
+def test_the_pml_row_refuses_beta_settings_it_cannot_follow(
+    fake, tiny_settings, tmp_path, extra, message
+):
+    pytest.importorskip("pytorch_metric_learning")
+    train = fake()
+    with pytest.raises(ValueError, match=message):
+        grid(tmp_path, tiny_settings, extra, losses="margin", with_pml=True)
+    assert train.calls == []
 
 
 # ----------------------------------------------------------------------- failures
 
 
-def test_a_failing_run_is_marked_and_the_rest_go_on(fake, glyph_folder, tmp_path):
+def test_a_failing_run_is_marked_and_the_rest_go_on(fake, tiny_settings, tmp_path):
     train = fake(
         {
             "contrastive--hard--seed0": "raise-nan",
@@ -220,7 +234,7 @@ def test_a_failing_run_is_marked_and_the_rest_go_on(fake, glyph_folder, tmp_path
             "contrastive--uniform--seed1": "collapse",
         }
     )
-    grid(tmp_path, glyph_folder)
+    grid(tmp_path, tiny_settings)
     out = tmp_path / "ablation"
     status = {(r["loss"], r["sampling"], r["seed"]): r for r in read_csv(out)}
     assert len(train.calls) == len(status) == 8
@@ -235,9 +249,9 @@ def test_a_failing_run_is_marked_and_the_rest_go_on(fake, glyph_folder, tmp_path
     assert "| contrastive | hard | 1/2 | 57.0 |" in markdown  # only the finite seed
     assert "seed 0 diverged" in markdown and "seed 1 failed" in markdown
     train.calls.clear()
-    grid(tmp_path, glyph_folder)
+    grid(tmp_path, tiny_settings)
     assert train.calls == []  # failures are results: not retried by default
-    grid(tmp_path, glyph_folder, retry_failed=True)
+    grid(tmp_path, tiny_settings, retry_failed=True)
     assert sorted(name for name, *_ in train.calls) == [
         "contrastive--hard--seed0",
         "triplet--uniform--seed1",
@@ -259,19 +273,19 @@ def test_a_failing_run_is_marked_and_the_rest_go_on(fake, glyph_folder, tmp_path
         ({"steps": 0}, r"steps must be an integer >= 1.*got 0"),
     ],
 )
-def test_bad_input_names_the_value(fake, glyph_folder, tmp_path, options, message):
+def test_bad_input_names_the_value(fake, tiny_settings, tmp_path, options, message):
     train = fake()
     with pytest.raises(ValueError, match=message):
-        grid(tmp_path, glyph_folder, **options)
+        grid(tmp_path, tiny_settings, **options)
     assert train.calls == [] and not (tmp_path / "ablation").exists()
 
 
-def test_settings_the_ablation_owns_are_refused(fake, glyph_folder, tmp_path):
+def test_settings_the_ablation_owns_are_refused(fake, tiny_settings, tmp_path):
     fake()
     with pytest.raises(ValueError, match=r"\['loss', 'seed'\] are set by the ablation"):
-        run_ablation({**settings(glyph_folder), "seed": 1, "loss": "margin"}, steps=2, out=tmp_path)
+        run_ablation({**tiny_settings, "seed": 1, "loss": "margin"}, steps=2, out=tmp_path)
     with pytest.raises(ValueError, match="unknown configuration key"):
-        run_ablation({**settings(glyph_folder), "bogus": 1}, steps=2, out=tmp_path)
+        run_ablation({**tiny_settings, "bogus": 1}, steps=2, out=tmp_path)
 
 
 def test_seed_forms():
@@ -399,7 +413,9 @@ def test_pml_loss_has_the_training_interface():
     assert loss.beta_param_group(0.5)["params"] == [loss.loss.beta]
 
 
-def test_missing_pml_names_the_extra(fake, glyph_folder, tmp_path, monkeypatch, capsys):
+def test_missing_pml_names_the_extra(
+    fake, glyph_folder, tiny_settings, tmp_path, monkeypatch, capsys
+):
     fake()
 
     real = importlib.import_module
@@ -411,7 +427,7 @@ def test_missing_pml_names_the_extra(fake, glyph_folder, tmp_path, monkeypatch, 
 
     monkeypatch.setattr(ablation.importlib, "import_module", no_pml)
     with pytest.raises(ImportError, match=r"bench"):
-        grid(tmp_path, glyph_folder, with_pml=True)
+        grid(tmp_path, tiny_settings, with_pml=True)
     command = ["ablate", "--data", f"folder:{glyph_folder}", "--steps", "2", "--with-pml"]
     assert main([*command, "--out", str(tmp_path / "x")]) == 2
     assert "'bench' extra" in capsys.readouterr().err

@@ -87,6 +87,26 @@ def test_killed_run_resumes_exactly(glyph_folder, tmp_path, monkeypatch):
     assert steps == sorted(steps)
 
 
+def test_a_fixed_beta_stays_put_and_offsets_still_learn(glyph_folder, tmp_path):
+    fixed = config(glyph_folder, tmp_path / "fixed", steps=6, learn_beta=False)
+    train(fixed, progress=False)
+    state = torch.load(tmp_path / "fixed" / "last.pt", weights_only=False)
+    assert float(state["loss"]["beta0"]) == pytest.approx(1.2, abs=1e-7)  # never moved
+    groups = state["optimiser"]["param_groups"]
+    assert len(groups) == 2 and all(g.get("name") != "beta" for g in groups)  # no β group
+    offsets = config(
+        glyph_folder, tmp_path / "class", steps=6, learn_beta=False, beta_per_class=True
+    )
+    train(offsets, progress=False)
+    state = torch.load(tmp_path / "class" / "last.pt", weights_only=False)
+    assert float(state["loss"]["beta0"]) == pytest.approx(1.2, abs=1e-7)
+    assert state["loss"]["beta_class"].abs().sum() > 0  # the class offsets moved
+    learned = config(glyph_folder, tmp_path / "learned", steps=6)
+    train(learned, progress=False)
+    state = torch.load(tmp_path / "learned" / "last.pt", weights_only=False)
+    assert float(state["loss"]["beta0"]) != pytest.approx(1.2, abs=1e-5)
+
+
 def test_frozen_backbone_with_cached_features(contract, glyph_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("SAMPLING_MATTERS_CACHE", str(tmp_path / "cache"))
     frozen = {"freeze_backbone": True, "cache_features": True, "steps": 4}

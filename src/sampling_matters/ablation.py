@@ -69,6 +69,7 @@ __all__ = [
     "check_names",
     "check_seeds",
     "import_pml",
+    "mean_std",
     "plan_runs",
     "plot_grid",
     "recall_grid",
@@ -312,6 +313,8 @@ def _check_pml(settings: TrainConfig) -> None:
         raise ValueError(
             "the PML row learns one β: drop beta_per_class / beta_per_image, or with_pml"
         )
+    if not settings.loss.learn_beta:
+        raise ValueError("the PML row learns its β: drop learn_beta=False, or with_pml")
 
 
 # ----------------------------------------------------------------------- judging
@@ -488,7 +491,8 @@ def summarise(results: Sequence[RunResult]) -> dict[tuple[str, str], Summary]:
     return out
 
 
-def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
+def mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
+    """``mean ± std`` of ``scale × values`` (the mean alone for one value, — for none)."""
     if not values:
         return "—"
     mean = scale * statistics.fmean(values)
@@ -506,8 +510,8 @@ def _results_table(summaries: dict[tuple[str, str], Summary]) -> list[str]:
     rows = []
     for (loss, sampling), s in summaries.items():
         scored = len(s.values["recall@1"])
-        metrics = [_mean_std(s.values[m], 100.0) for m in METRICS]
-        wall = _mean_std(s.wall, digits=0)
+        metrics = [mean_std(s.values[m], 100.0) for m in METRICS]
+        wall = mean_std(s.wall, digits=0)
         rows.append([loss, sampling, f"{scored}/{s.runs}", *metrics, wall, "; ".join(s.notes)])
     header = ["loss", "sampling", "seeds", *HEADERS, "wall time (s)", "notes"]
     return _table(header, rows)
@@ -712,6 +716,8 @@ def _check_same_settings(out: Path, settings: dict[str, Any]) -> None:
     path = out / "ablation.json"
     before = _read_json(path).get("settings")
     if before is not None:
+        # a key written by an older version is absent: it had the default value
+        before = {**_shared_settings(TrainConfig.from_flat({"steps": 1})), **before}
         differ = sorted(
             k
             for k in set(before) | set(settings)

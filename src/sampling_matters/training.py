@@ -92,6 +92,7 @@ class LossConfig:
     loss: str = "margin"
     sampling: str = "distance-weighted"
     beta: float = 1.2
+    learn_beta: bool = True  # False: β⁽⁰⁾ stays at ``beta`` (margin loss only)
     beta_per_class: bool = False
     beta_per_image: bool = False
     nu: float = 0.0
@@ -361,6 +362,7 @@ def _build_loss(
         return make_loss(config.loss.loss, sampling=config.loss.sampling, generator=generator)
     return MarginLoss(
         beta=config.loss.beta,
+        learn_beta=config.loss.learn_beta,
         nu=config.loss.nu,
         n_classes=n_classes if config.loss.beta_per_class else None,
         n_items=len(train_set) if config.loss.beta_per_image else None,  # type: ignore[arg-type]
@@ -380,7 +382,10 @@ def _optimiser(
         groups.append({"params": backbone, "lr": config.optim.backbone_lr})
     beta_group = getattr(loss, "beta_param_group", None)  # MarginLoss, or a loss_factory's
     if beta_group is not None:
-        groups.append(beta_group(config.optim.beta_lr))
+        group = beta_group(config.optim.beta_lr)
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+        if group["params"]:  # a fixed global β alone has nothing to train
+            groups.append(group)
     return torch.optim.AdamW(groups, weight_decay=config.optim.weight_decay)
 
 
