@@ -61,7 +61,13 @@ def uniform16():
 
 def test_strategies_order_the_distances_they_draw(uniform16):
     d = uniform16.distances
-    assert set(d) == {"uniform", "hard", "semihard", "distance-weighted"}
+    assert set(d) == {
+        "uniform",
+        "hard",
+        "semihard",
+        "distance-weighted",
+        "distance-weighted-empirical",
+    }
     assert all(len(v) == 8 * 32 * 4 * 3 for v in d.values())
     assert d["hard"].mean() + 0.1 < d["distance-weighted"].mean() < d["uniform"].mean() - 0.1
     # uniform sampling follows the distances available in the batch, which follow q(d)
@@ -75,6 +81,21 @@ def test_distance_weighted_spreads_over_the_admissible_range(uniform16):
     assert float(weighted.quantile(0.05)) < float(hard.mean())
     assert float(weighted.quantile(0.95)) > 1.3
     assert float(weighted.std()) > 1.8 * float(hard.std())
+
+
+def test_the_empirical_density_spreads_where_the_sphere_density_does_not():
+    # points of low intrinsic dimension in 128-d, as a trained embedding: the sphere's
+    # 1/q(d) in 128 dimensions then favours the closest negatives, like hard mining
+    g = gen()
+    labels = torch.arange(32).repeat_interleave(4)
+    low = torch.randn(32, 6, generator=g)[labels] + 0.35 * torch.randn(128, 6, generator=g)
+    x = torch.nn.functional.normalize(low @ torch.randn(6, 128, generator=g), dim=1)
+    data = analysis.sampled_distances([(x, labels)] * 4, title="clustered", generator=g)
+    d = data.distances
+    sphere, empirical = d["distance-weighted"], d["distance-weighted-empirical"]
+    assert float(sphere.mean()) < float(d["hard"].mean()) + 0.05
+    assert float(empirical.mean()) > float(sphere.mean()) + 0.1
+    assert float(empirical.std()) > float(sphere.std())
 
 
 def test_pk_batches_draw_k_items_of_classes_that_have_k():

@@ -30,6 +30,7 @@ import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_DIMS",
     "FIGURES",
+    "STRATEGIES",
     "GradientVariance",
     "LossShapes",
     "SampledDistances",
@@ -115,11 +117,20 @@ OTHER_DISTANCE = 1.0
 CLASSES_PER_BATCH, SAMPLES_PER_CLASS = 32, 4
 """Figure 2's P×K batches."""
 
+STRATEGIES: dict[str, Callable[..., Triplets]] = {
+    **SAMPLINGS,
+    "distance-weighted-empirical": partial(distance_weighted, density="empirical"),
+}
+"""Figure 2's and 3's strategies: the library's samplings, and distance weighted sampling
+with the density of the batch's own distances (``density="empirical"``) in place of the
+sphere's."""
+
 STRATEGY_COLOURS = {
     "uniform": "tab:blue",
     "hard": "tab:red",
     "semihard": "tab:orange",
     "distance-weighted": "tab:green",
+    "distance-weighted-empirical": "tab:olive",
 }
 
 _LINE_STYLES = ("-", "--", "-.", ":")
@@ -427,7 +438,7 @@ def sampled_distances(
     batches: Iterable[tuple[Tensor, Tensor]],
     *,
     title: str,
-    strategies: Sequence[str] = tuple(SAMPLINGS),
+    strategies: Sequence[str] = tuple(STRATEGIES),
     generator: torch.Generator | None = None,
 ) -> SampledDistances:
     """Run every strategy on the same batches and keep the anchor–negative distances.
@@ -439,21 +450,21 @@ def sampled_distances(
         batches: (N, D) unit-norm embeddings and (N,) labels, e.g. from
             :func:`uniform_batches` or :func:`pk_batches`.
         title: what the batches are, for the figure.
-        strategies: names in :data:`sampling_matters.sampling.SAMPLINGS`.
+        strategies: names in :data:`STRATEGIES`.
         generator: the random source of the random strategies.
 
     Returns:
         See :class:`SampledDistances`.
     """
-    unknown = sorted(set(strategies) - set(SAMPLINGS))
+    unknown = sorted(set(strategies) - set(STRATEGIES))
     if unknown:
-        raise ValueError(f"unknown strategies {unknown}; expected some of {sorted(SAMPLINGS)}")
+        raise ValueError(f"unknown strategies {unknown}; expected some of {sorted(STRATEGIES)}")
     drawn: dict[str, list[Tensor]] = {name: [] for name in strategies}
     negatives, dim = [], 0
     for x, labels in batches:
         dim = x.shape[1]
         for name in strategies:
-            t = SAMPLINGS[name](x, labels, generator=generator)
+            t = STRATEGIES[name](x, labels, generator=generator)
             drawn[name].append((x[t.anchor] - x[t.negative]).norm(dim=1))  # (T,)
         upper = torch.triu(labels[:, None] != labels[None, :], diagonal=1)  # (N, N)
         negatives.append(pairwise_distances(x)[upper])  # (M,)
