@@ -70,8 +70,7 @@ def like_settings(ablation: Path) -> dict[str, Any]:
     path = ablation / "ablation.json"
     if not path.exists():
         raise ValueError(f"{ablation} holds no ablation (no ablation.json)")
-    settings = json.loads(path.read_text())["settings"]
-    return {k: v for k, v in settings.items() if k not in ARMS["fixed"]}
+    return dict(json.loads(path.read_text())["settings"])
 
 
 def reuse_global(ablation: Path, arm_dir: Path, seeds: Sequence[int]) -> None:
@@ -87,16 +86,14 @@ def reuse_global(ablation: Path, arm_dir: Path, seeds: Sequence[int]) -> None:
 
 
 def final_beta(run: Path) -> dict[str, float]:
-    """β⁽⁰⁾ at the end of training and the spread (std) of the learned offsets."""
+    """β⁽⁰⁾ at the end of training and the spread (std) of the learned offsets (NaN if none)."""
     path = run / "last.pt"
     if not path.exists():
         return {}
     loss = torch.load(path, map_location="cpu", weights_only=False)["loss"]
-    out = {"beta0": float(loss["beta0"])}
-    for key in ("beta_class", "beta_image"):
-        if loss.get(key) is not None:
-            out[f"{key}_std"] = float(loss[key].float().std())
-    return out
+    offsets = [loss[k] for k in ("beta_class", "beta_image") if loss.get(k) is not None]
+    spread = float(offsets[0].float().std()) if offsets else math.nan
+    return {"beta0": float(loss["beta0"]), "offset_std": spread}
 
 
 def _mean(values: Sequence[float], digits: int = 2) -> str:
@@ -121,7 +118,7 @@ def arm_rows(
             else "—"
         )
         beta = betas.get(arm, [])
-        spread = [b.get("beta_class_std", b.get("beta_image_std", math.nan)) for b in beta]
+        spread = [b.get("offset_std", math.nan) for b in beta]
         rows.append(
             [
                 arm,
@@ -175,15 +172,14 @@ def csv_text(arms: dict[str, list[RunResult]], betas: dict[str, list[dict[str, f
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["arm", "seed", *METRICS, "beta0", "offset_std", "wall_s", "status"])
     for arm, results in arms.items():
-        for result, beta in zip(results, betas.get(arm, []), strict=False):
-            spread = beta.get("beta_class_std", beta.get("beta_image_std", math.nan))
+        for result, beta in zip(results, betas[arm], strict=True):
             writer.writerow(
                 [
                     arm,
                     result.spec.seed,
                     *(f"{result.metrics.get(m, math.nan):.6f}" for m in METRICS),
                     f"{beta.get('beta0', math.nan):.4f}",
-                    f"{spread:.4f}",
+                    f"{beta.get('offset_std', math.nan):.4f}",
                     f"{result.wall_s:.1f}",
                     result.status,
                 ]
@@ -197,11 +193,12 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         settings.update(like_settings(args.like))
     if args.config:
         loaded = yaml.safe_load(args.config.read_text()) or {}
-        settings.update({k: v for k, v in loaded.items() if k not in ARMS["fixed"]})
+        settings.update(loaded)
     steps = args.steps or settings.get("steps")
     if not steps:
         raise SystemExit("give --steps (or --like an ablation, whose budget is taken)")
-    return {k: v for k, v in settings.items() if k not in ABLATION_KEYS}, int(steps)
+    dropped = {*ABLATION_KEYS, *ARMS["fixed"]}  # set by the study itself
+    return {k: v for k, v in settings.items() if k not in dropped}, int(steps)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
