@@ -41,10 +41,11 @@ $(VENV)/.demo: $(BIN)/python pyproject.toml
 	touch $@
 
 # The main job: prepare emoji, train (configs/demo.yaml), evaluate on the unseen
-# classes, and draw a contact sheet of queries and their neighbours into runs/demo/.
+# classes, and draw a contact sheet of queries and their neighbours into runs/demo/
+# (a demo run from before is replaced).
 demo: $(VENV)/.demo
 	$(BIN)/sampling-matters prepare emoji
-	$(BIN)/sampling-matters train --config configs/demo.yaml
+	$(BIN)/sampling-matters train --config configs/demo.yaml --overwrite
 	$(BIN)/sampling-matters embed runs/demo --data emoji --split test --out runs/demo/test_embeddings.pt
 	$(BIN)/sampling-matters search runs/demo --gallery runs/demo/test_embeddings.pt \
 		--random-queries 8 -k 8 --sheet runs/demo/contact_sheet.png

@@ -37,10 +37,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from report import table
+from sampling_matters import files
 from sampling_matters.ablation import (
     ABLATION_KEYS,
     HEADERS,
@@ -53,7 +53,7 @@ from sampling_matters.ablation import (
     run_ablation,
     summarise,
 )
-from sampling_matters.data.cache import write_atomic
+from sampling_matters.data.cache import write_text_atomic
 
 ARMS: dict[str, dict[str, Any]] = {
     "fixed": {"learn_beta": False, "beta_per_class": False, "beta_per_image": False},
@@ -90,7 +90,7 @@ def final_beta(run: Path) -> dict[str, float]:
     path = run / "last.pt"
     if not path.exists():
         return {}
-    loss = torch.load(path, map_location="cpu", weights_only=False)["loss"]
+    loss = files.load_mapping(path, "checkpoint", ("loss",))["loss"]
     offsets = [loss[k] for k in ("beta_class", "beta_image") if loss.get(k) is not None]
     spread = float(offsets[0].float().std()) if offsets else math.nan
     return {"beta0": float(loss["beta0"]), "offset_std": spread}
@@ -240,9 +240,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         betas[arm] = [final_beta(args.out / arm / "runs" / r.spec.name) for r in arms[arm]]
         shown = {**settings, "steps": steps}
         text = render(arms, betas, shown, seeds, reused)
-        write_atomic(args.results / "beta.md", lambda n, t=text: Path(n).write_text(t))
+        write_text_atomic(args.results / "beta.md", text)
         rows = csv_text(arms, betas)
-        write_atomic(args.results / "beta.csv", lambda n, t=rows: Path(n).write_text(t))
+        write_text_atomic(args.results / "beta.csv", rows)
     print(f"wrote {args.results / 'beta.md'}")
 
 

@@ -88,7 +88,7 @@ def run(path: Path, seed: int, scratch: Path) -> Result:
     config = TrainConfig.from_flat(values)
     batch = config.data.classes_per_batch * config.data.samples_per_class
     start = time.perf_counter()
-    metrics = train(config, progress=False)
+    metrics = train(config, overwrite=True, progress=False)  # a scratch run
     wall = time.perf_counter() - start
     train_s = training_seconds(Path(config.run.out) / "log.csv", batch)
     return Result(path.name, config.data.data, seed, metrics, wall, train_s)

@@ -49,3 +49,16 @@ def contract():
         "n_queries",
         "n_classes",
     }
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Report the examples the property tests (tests/test_properties.py) tried."""
+    import sys
+
+    modules = [m for name, m in sys.modules.items() if name.rpartition(".")[2] == "test_properties"]
+    counts = getattr(modules[0], "EXAMPLES", None) if modules else None
+    if counts:
+        each = ", ".join(f"{name}: {n}" for name, n in counts.items())
+        terminalreporter.write_line(
+            f"property tests: {sum(counts.values())} examples tried ({each})"
+        )

@@ -391,7 +391,7 @@ def test_pml_row_trains_beta_in_its_own_group(cli_ablation):
     pytest.importorskip("pytorch_metric_learning")
     state = torch.load(
         cli_ablation / "runs" / "pml-margin--distance-weighted--seed0" / "last.pt",
-        weights_only=False,
+        weights_only=True,
     )
     assert float(state["loss"]["loss.beta"]) != pytest.approx(1.2, abs=1e-6)  # β moved
     groups = state["optimiser"]["param_groups"]

@@ -394,7 +394,7 @@ def test_cli_figures_end_to_end(tmp_path, capsys):
         (["--logs", "nowhere"], "no log.csv"),
         (["--data", "kanji"], "--data needs --run"),
         (["--only", "1", "--embeddings", "e.pt"], "only by figure 2"),
-        (["--embeddings", "missing.pt"], "not a file"),
+        (["--embeddings", "missing.pt"], "missing.pt is missing"),
         (["--run", "nowhere", "--only", "2"], "best.pt"),
     ],
 )

@@ -69,7 +69,7 @@ def test_eval_prints_the_metrics_json(trained, capsys):
 
 
 def test_embed_then_search_with_a_contact_sheet(trained, gallery, glyph_folder, tmp_path, capsys):
-    saved = torch.load(gallery, weights_only=False)
+    saved = torch.load(gallery, weights_only=True)
     assert saved["embeddings"].shape == (48, 16) and len(saved["items"]) == 48
     query = next((glyph_folder / "class12").iterdir())
     sheet = tmp_path / "sheet.png"
@@ -95,6 +95,19 @@ def test_search_with_random_gallery_queries_leaves_each_query_out(
     for q in queries:
         block = lines[lines.index(q) + 1 : lines.index(q) + 5]
         assert all(q not in line for line in block) and len(block) == 4
+
+
+def test_a_query_path_with_hashes_is_a_file(trained, gallery, glyph_folder, tmp_path, capsys):
+    query = tmp_path / "odd#name#1.png"
+    query.write_bytes(next((glyph_folder / "class12").iterdir()).read_bytes())
+    capsys.readouterr()
+    assert (
+        search(
+            trained, gallery, "--query", str(query), "-k", "3", "--sheet", str(tmp_path / "s.png")
+        )
+        == 0
+    )
+    assert str(query) in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", sorted(EXAMPLES))

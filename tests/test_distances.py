@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -111,3 +113,14 @@ def test_anchor_distances_picks_a_route_and_handles_empty():
     assert torch.allclose(
         anchor_distances(big, anchor, (other,))[0], (big[anchor] - big[other]).norm(dim=1)
     )
+
+
+def test_non_finite_input_raises_instead_of_giving_distance_zero():
+    x = torch.randn(3, 2)
+    x[1, 0] = math.nan  # safe_sqrt used to turn the NaN distances into 0
+    with pytest.raises(ValueError, match="x must be finite"):
+        pairwise_distances(x)
+    with pytest.raises(ValueError, match="y must be finite"):
+        pairwise_distances(torch.randn(3, 2), torch.tensor([[math.inf, 0.0]]))
+    with pytest.raises(ValueError, match=r"y must be a torch\.Tensor"):
+        pairwise_distances(torch.randn(3, 2), [[0.0, 1.0]])  # type: ignore[arg-type]

@@ -223,6 +223,23 @@ def test_margin_module_beta_terms_match_loop() -> None:
     assert bool((module.beta_image.grad[untouched] == 0).all())  # only anchors' β move
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32])
+def test_margin_module_beta_terms_take_labels_and_indices_of_any_integer_dtype(
+    dtype: torch.dtype,
+) -> None:
+    labels, indices = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([5, 4, 3, 2, 1, 0])
+    module = MarginLoss(n_classes=3, n_items=6, sampling="uniform")
+    assert module.beta_class is not None and module.beta_image is not None
+    with torch.no_grad():
+        module.beta_class.uniform_(-0.1, 0.1)
+        module.beta_image.uniform_(-0.1, 0.1)
+    expected = module.beta_values(labels, indices)
+    # uint8 once indexed as a boolean mask, int16 not at all (IndexError)
+    torch.testing.assert_close(module.beta_values(labels.to(dtype), indices.to(dtype)), expected)
+    loss = module(_embeddings(6, 4, dtype=torch.float32), labels.to(dtype), indices.to(dtype))
+    assert torch.isfinite(loss)
+
+
 def test_beta_param_group_holds_exactly_the_beta_parameters() -> None:
     full = MarginLoss(n_classes=3, n_items=7)
     group = full.beta_param_group(0.01)

@@ -421,3 +421,15 @@ def test_distance_weighted_needs_unit_norm():
 def test_semihard_margin_must_be_positive():
     with pytest.raises(ValueError, match="margin must be > 0"):
         semihard(unit(8, 4), torch.arange(8) // 2, margin=0.0)
+
+
+@pytest.mark.parametrize("density", ["sphere", "empirical"])
+def test_distance_weighted_rejects_a_cutoff_whose_square_underflows(density):
+    x, labels = unit(8, 4), torch.arange(8) // 2
+    with pytest.raises(ValueError, match=r"cutoff must be >= 1.08e-19 for torch.float32"):
+        distance_weighted(x, labels, cutoff=1e-30, nonzero_loss_cutoff=2e-30, density=density)
+    with pytest.raises(ValueError, match=r"cutoff must be >= 1.49e-154 for torch.float64"):
+        distance_weighted(x.double(), labels, cutoff=1e-300, density=density)
+    g = torch.Generator().manual_seed(0)
+    t = distance_weighted(x.double(), labels, cutoff=1e-30, density=density, generator=g)
+    assert len(t.anchor) == 8 and bool((t.negative < 8).all())

@@ -77,3 +77,16 @@ def test_uniform_on_sphere():
 def test_bad_dim(dim):
     with pytest.raises(ValueError, match="dim must be an integer >= 2"):
         log_distance_density(torch.tensor([1.0]), dim)
+
+
+def test_nan_distance_raises_instead_of_density_zero():
+    with pytest.raises(ValueError, match="d contains NaN"):
+        log_distance_density(torch.tensor([1.0, math.nan]), 8)
+    with pytest.raises(ValueError, match="d contains NaN"):
+        log_distance_density(math.nan, 3)
+
+
+@pytest.mark.parametrize("n", [-1, 2.0, True])
+def test_uniform_on_sphere_bad_n(n):
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
+        uniform_on_sphere(n, 3, torch.Generator().manual_seed(0))

@@ -49,10 +49,11 @@ import torch
 from torch import Tensor, nn
 
 from sampling_matters import training
-from sampling_matters.data.cache import write_atomic
+from sampling_matters.config import NEUTRAL_KEYS, TrainConfig
+from sampling_matters.data.cache import write_atomic, write_text_atomic
 from sampling_matters.losses import LOSSES
+from sampling_matters.runs import RunInUseError
 from sampling_matters.sampling import SAMPLINGS, SamplingStats, Triplets
-from sampling_matters.training import TrainConfig
 
 __all__ = [
     "ABLATION_KEYS",
@@ -85,8 +86,6 @@ PML_LOSS = "pml-margin"
 """The row of ``with_pml``: PML's MarginLoss with its DistanceWeightedMiner."""
 ABLATION_KEYS = ("loss", "sampling", "seed", "steps", "epochs", "out")
 """Settings the ablation sets per run; shared settings may not hold them."""
-NEUTRAL_KEYS = ("device", "workers", "eval_batch_size", "log_every")
-"""Settings that change how a run executes, not what it trains: free to differ on resume."""
 COLLAPSE_RECALL_FACTOR = 1.5
 COLLAPSE_DISTANCE = 0.05
 METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "nmi")
@@ -381,10 +380,6 @@ def _error_status(error: str) -> str:
 # ---------------------------------------------------------------------- one run
 
 
-def _write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda name: Path(name).write_text(text, encoding="utf-8"))
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -402,7 +397,7 @@ def _record(run: Path, elapsed: float, outcome: str, error: str = "") -> dict[st
         "error": error,
     }
     run.mkdir(parents=True, exist_ok=True)
-    _write_text(run / RUN_RECORD, json.dumps(record, indent=2))
+    write_text_atomic(run / RUN_RECORD, json.dumps(record, indent=2))
     return record
 
 
@@ -429,9 +424,9 @@ def _train_run(spec: RunSpec, config: TrainConfig, retry_failed: bool) -> tuple[
     factory = _pml_factory if spec.loss == PML_LOSS else None
     start = time.perf_counter()
     try:
-        training.train(
-            config, resume=(run / "last.pt").exists(), progress=False, loss_factory=factory
-        )
+        training.train(config, resume=run.exists(), progress=False, loss_factory=factory)
+    except RunInUseError:
+        raise  # another process trains this run: not a result of it
     except _TRAINING_ERRORS as error:
         _record(run, time.perf_counter() - start, "failed", f"{type(error).__name__}: {error}")
     except BaseException:
@@ -686,7 +681,7 @@ class _Ablation:
 
     def write(self, results: Sequence[RunResult]) -> None:
         """Rewrite ``ablation.csv``, ``ablation.md`` and ``ablation.png``."""
-        _write_text(self.out / "ablation.csv", _csv_text(results))
+        write_text_atomic(self.out / "ablation.csv", _csv_text(results))
         markdown = render_markdown(
             results,
             settings=self.settings,
@@ -696,7 +691,7 @@ class _Ablation:
             with_pml=self.with_pml,
             planned=len(self.runs),
         )
-        _write_text(self.out / "ablation.md", markdown)
+        write_text_atomic(self.out / "ablation.md", markdown)
         rows, columns = _axes(self.losses, self.samplings, self.with_pml)
         grid = recall_grid(summarise(results), rows, columns)
         plot_grid(grid, rows, columns, self.out / "ablation.png")
@@ -729,7 +724,7 @@ def _check_same_settings(out: Path, settings: dict[str, Any]) -> None:
                 f"{out} holds an ablation with other settings {changes} (before, now); "
                 "use another output directory"
             )
-    _write_text(path, json.dumps({"settings": settings}, indent=2))
+    write_text_atomic(path, json.dumps({"settings": settings}, indent=2))
 
 
 def _plan(

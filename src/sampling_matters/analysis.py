@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
+from sampling_matters import files
 from sampling_matters.distances import pairwise_distances
 from sampling_matters.losses import (
     LOSSES,
@@ -482,15 +483,11 @@ def load_embeddings(path: str | Path) -> tuple[Tensor, Tensor]:
         (N, D) float embeddings and (N,) labels.
 
     Raises:
-        ValueError: if the file does not hold them.
+        FileNotFoundError: no such file.
+        ValueError: if the file does not hold them, or holds anything but plain data.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path} is not a file (expected one written by `sampling-matters embed`)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(saved, dict) or not {"embeddings", "labels"} <= set(saved):
-        raise ValueError(f"{path} holds no 'embeddings' and 'labels': was it written by embed?")
-    return saved["embeddings"].float(), saved["labels"]
+    saved = files.load_embeddings(Path(path))
+    return saved.embeddings, saved.labels
 
 
 # ------------------------------------------------------------ 3. gradient variance

@@ -1,9 +1,14 @@
-"""The ``sampling-matters`` command: prepare, train, eval, embed, search.
+"""The ``sampling-matters`` command: prepare, train, eval, embed, search, figures, ablate.
 
 Every subcommand has ``--help`` with an example. ``train`` takes its settings from
 flags, on top of an optional ``--config FILE.yaml`` whose keys are the flags' names
 (``classes-per-batch`` or ``classes_per_batch``); an unknown key or flag is an error
 that names it.
+
+Errors are one line on stderr, ``sampling-matters COMMAND: error: …``, with exit status
+2; Ctrl-C exits with 130 (``train`` first writes ``last.pt`` and prints the command
+that resumes). A failure the program did not foresee is one line too, saying how to see
+its traceback (``SAMPLING_MATTERS_DEBUG=1``), with exit status 1.
 """
 
 from __future__ import annotations
@@ -11,16 +16,21 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
+import typing
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sampling_matters.config import TrainConfig, field_types, read_yaml
 from sampling_matters.data.packages import PackageDownloadError, ToolNotFoundError
-from sampling_matters.training import TrainConfig
+from sampling_matters.runs import RunInUseError, check_output
 
 __all__ = ["main"]
 
@@ -29,7 +39,7 @@ EXAMPLES = {
     "train": (
         "sampling-matters train --data kanji --model small-cnn --loss margin "
         "--sampling distance-weighted --steps 2500 --out runs/kanji\n"
-        "  sampling-matters train --resume runs/kanji   # after a kill"
+        "  sampling-matters train --resume runs/kanji   # after a kill or Ctrl-C"
     ),
     "eval": "sampling-matters eval runs/kanji",
     "embed": "sampling-matters embed runs/kanji --data kanji --split test --out runs/kanji/test.pt",
@@ -50,16 +60,64 @@ EXAMPLES = {
     ),
 }
 
+_USER_ERRORS = (
+    ValueError,
+    OSError,  # a missing, unreadable or unwritable file, named in the message
+    RunInUseError,
+    ToolNotFoundError,
+    PackageDownloadError,
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    prefix = f"sampling-matters {args.command}"
     try:
-        return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, ToolNotFoundError, PackageDownloadError) as error:
-        print(f"sampling-matters {args.command}: error: {error}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = partial(_show_warning, prefix)
+            return int(args.handler(args) or 0)
+    except KeyboardInterrupt as stop:
+        print(f"{prefix}: {_interrupted(stop)}", file=sys.stderr)
+        return 130
+    except _USER_ERRORS as error:
+        print(f"{prefix}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # unforeseen: one line, the traceback on request
+        if os.environ.get("SAMPLING_MATTERS_DEBUG"):
+            raise
+        print(
+            f"{prefix}: internal error: {type(error).__name__}: {_one_line(error)} "
+            "(run again with SAMPLING_MATTERS_DEBUG=1 for the traceback, and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _show_warning(prefix: str, message: Warning | str, *args: object, **kwargs: object) -> None:
+    """A warning as one line on stderr: ``sampling-matters COMMAND: warning: …``."""
+    print(f"{prefix}: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(error: BaseException | str) -> str:
+    """The message on one line: a line ending in ':' runs on, others end with ';'."""
+    text = ""
+    for line in (part.strip() for part in str(error).splitlines()):
+        if line:
+            text += line if not text else (" " if text.endswith(":") else "; ") + line
+    return text or type(error).__name__
+
+
+def _interrupted(stop: KeyboardInterrupt) -> str:
+    from sampling_matters.training import TrainingInterrupted
+
+    if isinstance(stop, TrainingInterrupted):
+        return (
+            f"interrupted at step {stop.step} of {stop.total}; last.pt is saved. "
+            f"Resume with: sampling-matters train --resume {stop.out}"
+        )
+    return "interrupted"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,54 +171,79 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train_parser(parser: argparse.ArgumentParser) -> None:
-    """Train an embedding; writes config.yaml, best.pt, last.pt, log.csv, metrics.json."""
+    """Train an embedding; writes config.yaml, best.pt, last.pt, log.csv, metrics.json.
+
+    An --out folder that already holds a run is refused: continue it with --resume, or
+    replace it with --overwrite. Every image file is checked before training; a bad one
+    is an error that names it, or, with --skip-bad-images, is left out with a warning.
+    Ctrl-C stops at the next step, writes last.pt and prints the resume command.
+    """
+    parser.description = inspect.cleandoc(_train_parser.__doc__ or "")
     parser.add_argument("--config", type=Path, help="YAML file of defaults (keys = flag names)")
     parser.add_argument(
         "--resume",
         type=Path,
         metavar="RUN",
-        help="continue the killed run RUN from its last epoch, with its config.yaml",
+        help="continue the run RUN from its last.pt, with its config.yaml",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    for section in TrainConfig().sections():
-        for f in fields(section):
-            _add_field_flag(parser, f.name, getattr(section, f.name))
+    _add_setting_flags(parser)
     parser.set_defaults(handler=_train)
 
 
-def _add_field_flag(parser: argparse.ArgumentParser, name: str, default: Any) -> None:
-    flag = "--" + name.replace("_", "-")
-    if isinstance(default, bool):
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-    elif isinstance(default, tuple):
-        parser.add_argument(flag, type=float, nargs="+", default=None)
-    else:
-        kind = (
-            type(default)
-            if default is not None
-            else (int if name in ("steps", "epochs", "image_size") else str)
-        )
-        parser.add_argument(flag, type=kind, default=None, help=f"default {default!r}")
+def _add_setting_flags(parser: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> None:
+    """A flag per training setting, typed by its field (``--classes-per-batch INT``)."""
+    kinds = field_types()
+    for section in TrainConfig().sections():
+        for f in fields(section):
+            if f.name in exclude:
+                continue
+            flag, default = "--" + f.name.replace("_", "-"), getattr(section, f.name)
+            kind = next((a for a in typing.get_args(kinds[f.name]) if a is not type(None)), None)
+            if isinstance(default, bool):
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            elif isinstance(default, tuple):
+                parser.add_argument(flag, type=float, nargs="*", default=None)
+            else:
+                kind = kind or kinds[f.name]  # X | None gives X
+                parser.add_argument(flag, type=kind, default=None, help=f"default {default!r}")
 
 
 def _train(args: argparse.Namespace) -> int:
     from sampling_matters.training import train
 
     config = _train_config(args)
-    metrics = train(config, resume=args.resume is not None, progress=not args.quiet)
+    metrics = train(
+        config,
+        resume=args.resume is not None,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     print(json.dumps(metrics, indent=2))
     return 0
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    values: dict[str, Any] = _read_yaml(args.config) if args.config else {}
+    values: dict[str, Any] = read_yaml(args.config) if args.config else {}
     if args.resume is not None:
-        if not (args.resume / "config.yaml").exists():
-            raise FileNotFoundError(f"{args.resume} has no config.yaml: is it a training run?")
-        values.update(_read_yaml(args.resume / "config.yaml"))
+        _check_resume_args(args)
+        values.update(read_yaml(args.resume / "config.yaml"))
         values["out"] = str(args.resume)
     values.update(_flag_settings(args))
     return TrainConfig.from_flat(values)
+
+
+def _check_resume_args(args: argparse.Namespace) -> None:
+    if args.overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces it: choose one")
+    if args.out is not None and Path(args.out).resolve() != args.resume.resolve():
+        raise ValueError(
+            f"--resume {args.resume} continues that run in its own folder; "
+            f"--out {args.out} names another: leave --out out"
+        )
+    if not (args.resume / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.resume} has no config.yaml: is it a training run?")
 
 
 def _flag_settings(args: argparse.Namespace, exclude: Sequence[str] = ()) -> dict[str, Any]:
@@ -168,16 +251,6 @@ def _flag_settings(args: argparse.Namespace, exclude: Sequence[str] = ()) -> dic
     known = {f.name for section in TrainConfig().sections() for f in fields(section)}
     values = {name: getattr(args, name, None) for name in known - set(exclude)}
     return {name: value for name, value in values.items() if value is not None}
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    with path.open() as handle:
-        loaded = yaml.safe_load(handle) or {}
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path} must hold a mapping of setting names to values")
-    return {str(key).replace("-", "_"): value for key, value in loaded.items()}
 
 
 # ------------------------------------------------------------------------- eval/embed
@@ -192,8 +265,9 @@ def _eval_parser(parser: argparse.ArgumentParser) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from sampling_matters.evaluation import evaluate
+    from sampling_matters.training import load_run
 
-    model, config = _load_run(args.run)
+    model, config = load_run(args.run)
     embeddings, labels, _ = _embed_split(model, args.data or config.data.data, "test", config)
     print(json.dumps(evaluate(embeddings, labels), indent=2))
     return 0
@@ -209,29 +283,16 @@ def _embed_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    model, config = _load_run(args.run)
+    from sampling_matters.files import save_embeddings
+    from sampling_matters.training import load_run
+
+    check_output(args.out, "--out")
+    model, config = load_run(args.run)
     embeddings, labels, items = _embed_split(model, args.data, args.split, config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"embeddings": embeddings, "labels": labels, "items": items}, args.out)
+    save_embeddings(args.out, embeddings, labels, items)
     print(f"{len(items)} embeddings of dimension {embeddings.shape[1]} -> {args.out}")
     return 0
-
-
-def _load_run(run: Path) -> tuple[Any, TrainConfig]:
-    from sampling_matters.models import build_model
-
-    if not (run / "best.pt").exists():
-        raise FileNotFoundError(f"{run} has no best.pt: is it a training run directory?")
-    state = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
-    config = TrainConfig.from_flat(state["config"])
-    model = build_model(
-        config.model.model,
-        embedding_dim=config.model.embedding_dim,
-        pretrained=False,
-        freeze_backbone=config.model.freeze_backbone,
-    )
-    model.load_state_dict(state["model"])
-    return model.eval(), config
 
 
 def _embed_split(
@@ -239,9 +300,9 @@ def _embed_split(
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     from sampling_matters import data
     from sampling_matters.data.transforms import eval_transform
-    from sampling_matters.training import embed_dataset
+    from sampling_matters.training import embed_dataset, load_checked
 
-    dataset = data.load(spec, split)
+    dataset = load_checked(spec, split, skip_bad=config.data.skip_bad_images, progress=True)
     size = config.data.image_size or model.input_size
     dataset = dataset.with_transform(
         eval_transform(
@@ -268,11 +329,19 @@ def _search_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
+    from sampling_matters.files import load_embeddings
     from sampling_matters.search import random_queries, search
+    from sampling_matters.training import load_run
 
-    model, config = _load_run(args.run)
-    queries = args.query or random_queries(args.gallery, args.random_queries)
-    results = search(model, config, args.gallery, queries, args.k, args.sheet)
+    if args.random_queries is not None and args.random_queries < 1:
+        raise ValueError(f"--random-queries must be >= 1, got {args.random_queries}")
+    if args.sheet.suffix.lower() != ".png":
+        raise ValueError(f"--sheet {args.sheet} must name a .png file")
+    check_output(args.sheet, "--sheet")
+    gallery = load_embeddings(args.gallery)
+    model, config = load_run(args.run)
+    queries = args.query or random_queries(gallery, args.random_queries)
+    results = search(model, config, gallery, queries, args.k, args.sheet)
     for query, neighbours in zip(queries, results, strict=True):
         print(query)
         for rank, (item, distance) in enumerate(neighbours, 1):
@@ -346,7 +415,9 @@ def _figure_embeddings(
         return load_embeddings(args.embeddings), args.embeddings.name
     if args.run is None:
         return None, ""
-    model, config = _load_run(args.run)
+    from sampling_matters.training import load_run
+
+    model, config = load_run(args.run)
     spec = args.data or config.data.data
     embeddings, labels, _ = _embed_split(model, spec, args.split, config)
     return (embeddings, labels), f"{args.run.name}: {args.split} split"
@@ -379,24 +450,21 @@ def _ablate_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--retry-failed", action="store_true", help="retrain failed runs")
     parser.add_argument("--quiet", action="store_true", help="no progress line per run")
-    for section in TrainConfig().sections():
-        for f in fields(section):
-            if f.name not in ABLATION_KEYS:
-                _add_field_flag(parser, f.name, getattr(section, f.name))
+    _add_setting_flags(parser, exclude=ABLATION_KEYS)
     parser.set_defaults(handler=_ablate)
 
 
 def _ablate(args: argparse.Namespace) -> int:
     from sampling_matters.ablation import ABLATION_KEYS, import_pml, run_ablation
 
-    settings = _read_yaml(args.config) if args.config else {}
+    settings = read_yaml(args.config) if args.config else {}
     settings.update(_flag_settings(args, exclude=ABLATION_KEYS))
     if args.with_pml:
         try:
             import_pml()
         except ImportError as error:  # a missing extra is a usage error, not a crash
             raise ValueError(str(error)) from error
-    run_ablation(
+    results = run_ablation(
         settings,
         steps=args.steps,
         out=args.out,
@@ -408,7 +476,19 @@ def _ablate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print((args.out / "ablation.md").read_text())
+    if results and all(not result.metrics for result in results):
+        raise ValueError(_failures(results))
     return 0
+
+
+def _failures(results: Sequence[Any]) -> str:
+    """``all 6 runs failed: ValueError: … (4 runs); RuntimeError: … (2 runs)``."""
+    counts: dict[str, int] = {}
+    for result in results:
+        reason = " ".join((result.note or result.status).split())
+        counts[reason] = counts.get(reason, 0) + 1
+    listed = "; ".join(f"{reason} ({n} run{'s' * (n > 1)})" for reason, n in counts.items())
+    return f"all {len(results)} runs failed: {listed}"
 
 
 if __name__ == "__main__":

@@ -32,12 +32,13 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
 
-def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
+def check_embeddings(embeddings: Tensor, name: str = "embeddings", *, finite: bool = False) -> None:
     """Raise ``ValueError`` unless ``embeddings`` is a floating (N, D) tensor with D ≥ 1.
 
     Args:
         embeddings: the tensor to check.
         name: how the error message names it.
+        finite: also require finite values (one pass and a host-device sync).
     """
     if not isinstance(embeddings, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape (N, D), got {type(embeddings)}")
@@ -47,6 +48,8 @@ def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
         )
     if not embeddings.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {embeddings.dtype}")
+    if finite and not bool(torch.isfinite(embeddings).all()):
+        raise ValueError(f"{name} must be finite, got NaN or Inf values")
 
 
 def safe_sqrt(squared: Tensor) -> Tensor:
@@ -74,21 +77,24 @@ def pairwise_distances(x: Tensor, y: Tensor | None = None, *, squared: bool = Fa
     Returns:
         (N, M) distances, in float32 for half-precision inputs.
 
+    Raises:
+        ValueError: unless ``x`` and ``y`` are finite floating (·, D) tensors of one D.
+
     Example:
         >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
         >>> pairwise_distances(x)
         tensor([[0., 5.],
                 [5., 0.]])
     """
-    check_embeddings(x, "x")
-    x = x.to(compute_dtype(x))
-    other = x if y is None else y.to(x.dtype)
+    check_embeddings(x, "x", finite=True)
     if y is not None:
-        check_embeddings(y, "y")
+        check_embeddings(y, "y", finite=True)
         if y.shape[1] != x.shape[1]:
             raise ValueError(
                 f"x and y must have the same dimension D, got {x.shape[1]} and {y.shape[1]}"
             )
+    x = x.to(compute_dtype(x))
+    other = x if y is None else y.to(x.dtype)
     sq_x = x.pow(2).sum(1)  # (N,)
     sq_y = sq_x if y is None else other.pow(2).sum(1)  # (M,)
     d2 = torch.addmm(sq_x[:, None] + sq_y[None, :], x, other.T, alpha=-2.0)  # (N, M)

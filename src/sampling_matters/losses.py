@@ -595,7 +595,7 @@ class MarginLoss(nn.Module):
         _check_index("labels", labels, n_classes, "n_classes", int64=False)
         beta = self.beta0.expand(len(labels))  # (N,)
         if self.beta_class is not None:
-            beta = beta + self.beta_class[labels]  # (N,)
+            beta = beta + self.beta_class[labels.long()]  # (N,) any integer dtype indexes
         if self.beta_image is not None:
             if indices is None:
                 raise ValueError(
@@ -605,7 +605,7 @@ class MarginLoss(nn.Module):
             _check_index("indices", indices, len(self.beta_image), "n_items", int64=False)
             if len(indices) != len(labels):
                 raise ValueError(f"got {len(indices)} indices for {len(labels)} labels")
-            beta = beta + self.beta_image[indices]  # (N,)
+            beta = beta + self.beta_image[indices.long()]  # (N,)
         return beta
 
     def beta_param_group(self, lr: float) -> dict[str, Any]:

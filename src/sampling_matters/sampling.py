@@ -105,7 +105,7 @@ class SamplingFunction(Protocol):
 
 
 def _check_inputs(embeddings: Tensor, labels: Tensor, *, finite: bool = True) -> None:
-    check_embeddings(embeddings)
+    check_embeddings(embeddings, finite=finite)
     if not isinstance(labels, Tensor) or labels.dim() != 1:
         raise ValueError(f"labels must be a 1-d tensor of class ids, got {_describe(labels)}")
     if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
@@ -117,8 +117,6 @@ def _check_inputs(embeddings: Tensor, labels: Tensor, *, finite: bool = True) ->
         )
     if labels.device != embeddings.device:
         raise ValueError(f"labels are on {labels.device} but embeddings on {embeddings.device}")
-    if finite and not bool(torch.isfinite(embeddings).all()):
-        raise ValueError("embeddings contain NaN or Inf")
 
 
 def _describe(x: object) -> str:
@@ -559,7 +557,8 @@ def distance_weighted(
     Args:
         embeddings: (N, D) L2-normalised embeddings, D ≥ 2.
         labels: (N,) integer class ids, in any order.
-        cutoff: distances are clamped below at this value (> 0).
+        cutoff: distances are clamped below at this value (> 0; at least 1.1e-19, the
+            square root of float32's smallest normal number, or 1.5e-154 for float64).
         nonzero_loss_cutoff: only negatives closer than this are admissible
             (> cutoff; the margin loss's α + β). Values ≥ 2 admit every negative
             (up to antipodal points).
@@ -579,8 +578,10 @@ def distance_weighted(
         >>> len(t.anchor), bool((labels[t.negative] != labels[t.anchor]).all())
         (192, True)
     """
-    _check_distance_weighted_args(cutoff, nonzero_loss_cutoff, density, bins)
     _check_inputs(embeddings, labels, finite=False)
+    _check_distance_weighted_args(
+        cutoff, nonzero_loss_cutoff, density, bins, compute_dtype(embeddings)
+    )
     if embeddings.shape[1] < 2:
         raise ValueError(
             f"embeddings need dimension D >= 2 to lie on a sphere, got {embeddings.shape[1]}"
@@ -603,12 +604,18 @@ def distance_weighted(
 
 
 def _check_distance_weighted_args(
-    cutoff: float, nonzero_loss_cutoff: float, density: str, bins: int
+    cutoff: float, nonzero_loss_cutoff: float, density: str, bins: int, dtype: torch.dtype
 ) -> None:
     if not 0 < cutoff < nonzero_loss_cutoff:
         raise ValueError(
             "expected 0 < cutoff < nonzero_loss_cutoff, got "
             f"cutoff={cutoff}, nonzero_loss_cutoff={nonzero_loss_cutoff}"
+        )
+    smallest = math.sqrt(torch.finfo(dtype).tiny)  # cutoff² must not underflow to 0
+    if cutoff < smallest:
+        raise ValueError(
+            f"cutoff must be >= {smallest:.3g} for {dtype} distances (its square must be a "
+            f"normal number, or log q(d) is infinite), got cutoff={cutoff}"
         )
     if density not in ("sphere", "empirical"):
         raise ValueError(f"density must be 'sphere' or 'empirical', got {density!r}")

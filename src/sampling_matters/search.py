@@ -13,6 +13,7 @@ from sampling_matters import data
 from sampling_matters.data.datasets import Kind
 from sampling_matters.data.transforms import eval_transform
 from sampling_matters.evaluation.knn import knn
+from sampling_matters.files import EmbeddingFile
 from sampling_matters.models import EmbeddingModel
 
 __all__ = ["contact_sheet", "load_item", "random_queries", "search"]
@@ -23,7 +24,7 @@ THUMB = 96  # pixels per thumbnail side
 def search(
     model: EmbeddingModel,
     config: Any,
-    gallery_file: Path,
+    gallery: EmbeddingFile,
     queries: list[str],
     k: int,
     sheet: Path | None = None,
@@ -32,8 +33,8 @@ def search(
 
     Args:
         model: the trained network.
-        config: the run's :class:`~sampling_matters.training.TrainConfig`.
-        gallery_file: a file written by ``sampling-matters embed``.
+        config: the run's :class:`~sampling_matters.config.TrainConfig`.
+        gallery: an embedding file with items (see :func:`sampling_matters.files.load_embeddings`).
         queries: image files, or item names of the gallery (``spec#split#index`` or a
             gallery file's path); a query that is a gallery item is not its own neighbour.
         k: neighbours per query.
@@ -41,9 +42,12 @@ def search(
 
     Returns:
         Per query, ``(item, distance)`` pairs.
+
+    Raises:
+        ValueError: a gallery without items or of another dimension, ``k`` out of range,
+            a query that is neither an image file nor an item name.
     """
-    gallery = torch.load(gallery_file, map_location="cpu", weights_only=False)
-    items: list[str] = gallery["items"]
+    items = _items(gallery)
     if not 1 <= k < len(items):
         raise ValueError(f"k must be in [1, {len(items) - 1}] (the gallery's size - 1), got {k}")
     kind: Kind = "glyph" if model.channels == 1 else "photo"
@@ -54,7 +58,12 @@ def search(
     images = [load_item(query, kind) for query in queries]
     with torch.no_grad():
         embedded = model.eval()(torch.stack([transform(image) for image in images]))
-    found = knn(embedded, k + 1, gallery=gallery["embeddings"], backend="torch")
+    if embedded.shape[1] != gallery.embeddings.shape[1]:
+        raise ValueError(
+            f"the gallery holds {gallery.embeddings.shape[1]}-d embeddings but the run embeds in "
+            f"{embedded.shape[1]} dimensions: embed the gallery with this run"
+        )
+    found = knn(embedded, k + 1, gallery=gallery.embeddings, backend="torch")
     results = [
         [
             (items[int(i)], float(d))
@@ -70,26 +79,48 @@ def search(
     return results
 
 
-def random_queries(gallery_file: Path, n: int, seed: int = 0) -> list[str]:
-    """``n`` distinct gallery items drawn at random (seeded), to use as queries."""
-    items: list[str] = torch.load(gallery_file, map_location="cpu", weights_only=False)["items"]
+def _items(gallery: EmbeddingFile) -> list[str]:
+    if gallery.items is None:
+        raise ValueError(
+            "the gallery file has no 'items' (names of its images): write it with embed"
+        )
+    return gallery.items
+
+
+def random_queries(gallery: EmbeddingFile, n: int, seed: int = 0) -> list[str]:
+    """``n`` ≥ 1 distinct gallery items drawn at random (seeded), to use as queries."""
+    if n < 1:
+        raise ValueError(f"the number of random queries must be >= 1, got {n}")
+    items = _items(gallery)
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))
     return [items[int(i)] for i in order[: min(n, len(items))]]
 
 
 def _open(path: Path, kind: Kind) -> Image.Image:
-    if not path.exists():
-        raise FileNotFoundError(f"image {path} does not exist")
-    with Image.open(path) as opened:
-        return opened.convert("RGB" if kind == "photo" else "L")
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB" if kind == "photo" else "L")
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read the image {path}: {error}") from None
 
 
 def load_item(item: str, kind: Kind) -> Image.Image:
-    """The image of a gallery item name (a file path or ``spec#split#index``)."""
-    if "#" in item:
-        spec, split, index = item.rsplit("#", 2)
-        return _dataset(spec, split).image(int(index))
-    return _open(Path(item), kind)
+    """The image of a query or gallery item: a file path, else ``spec#split#index``.
+
+    A path that exists is a file even when its name holds ``#``.
+    """
+    if Path(item).is_file():
+        return _open(Path(item), kind)
+    if item.count("#") < 2:
+        raise FileNotFoundError(f"{item} is not an image file (nor an item name spec#split#index)")
+    spec, split, index = item.rsplit("#", 2)
+    dataset = _dataset(spec, split)
+    if not index.isdigit() or int(index) >= len(dataset):
+        raise ValueError(
+            f"item {item!r}: the index must be an integer in [0, {len(dataset) - 1}] "
+            f"(the {split} split of {spec} has {len(dataset)} images)"
+        )
+    return dataset.image(int(index))
 
 
 @functools.lru_cache(maxsize=4)

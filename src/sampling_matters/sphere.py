@@ -53,6 +53,9 @@ def log_distance_density(d: Tensor | float, dim: int) -> Tensor:
         where q vanishes (d = 0 for n > 2, d = 2 for n > 3) and +inf where q
         diverges (d = 2 for n = 2).
 
+    Raises:
+        ValueError: on a NaN distance or a ``dim`` that is not an integer ≥ 2.
+
     Example:
         >>> log_distance_density(torch.tensor([1.0]), 3).exp()  # q(d) = d / 2
         tensor([0.5000])
@@ -60,6 +63,8 @@ def log_distance_density(d: Tensor | float, dim: int) -> Tensor:
     _check_dim(dim)
     d = torch.as_tensor(d)
     d = d if d.dtype == torch.float64 else d.float()
+    if bool(d.isnan().any()):
+        raise ValueError("d contains NaN; expected distances (outside [0, 2] they have density 0)")
     inside = (d >= 0) & (d <= 2)
     dc = d.clamp(0.0, 2.0)
     one_minus = (1.0 - dc.square() / 4).clamp_min(0.0)  # 1 - d²/4
@@ -87,14 +92,17 @@ def uniform_on_sphere(
     Returns:
         (n, dim) unit-norm rows.
 
+    Raises:
+        ValueError: unless ``n`` is an integer ≥ 0 and ``dim`` one ≥ 2.
+
     Example:
         >>> x = uniform_on_sphere(4, 3, torch.Generator().manual_seed(0))
         >>> torch.allclose(x.norm(dim=1), torch.ones(4))
         True
     """
     _check_dim(dim)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an integer >= 0 (the number of points), got {n!r}")
     device = generator.device if generator is not None else torch.device("cpu")
     x = torch.randn(n, dim, generator=generator, dtype=dtype, device=device)  # (n, dim)
     return torch.nn.functional.normalize(x, dim=1)

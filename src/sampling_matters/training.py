@@ -4,8 +4,14 @@ A run directory holds ``config.yaml`` (the final configuration), ``last.pt`` and
 ``best.pt`` (by validation Recall@1, written atomically), ``log.csv`` and, at the end,
 ``metrics.json`` (the metrics contract, on the test classes). Validation uses classes
 held out from the training classes, so the test classes stay unseen until the end.
-``train(config, resume=True)`` continues a killed run from its last completed epoch:
-model, optimiser, schedule, sampler epoch and random state.
+
+``train(config, resume=True)`` continues a killed run from its ``last.pt`` (written at
+the end of every epoch, and at the step where Ctrl-C stopped it): model, optimiser,
+schedule, position in the epoch and random state. A start never changes an existing
+run unless asked (:mod:`sampling_matters.runs`): a new run into a folder that holds one
+is refused, and a resume that would change the run's settings, or that finds a
+``last.pt`` it cannot read, is refused before any file is written. Every image file of
+the data set is checked before training (:mod:`sampling_matters.data.image_check`).
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import csv
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal
 
 import numpy as np
@@ -26,14 +35,30 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from sampling_matters import data as datasets
+from sampling_matters import files
 from sampling_matters.batching import PKSampler
-from sampling_matters.data.cache import cache_root, write_atomic
+from sampling_matters.config import (
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    read_yaml,
+)
+from sampling_matters.data.cache import cache_root, write_text_atomic
 from sampling_matters.data.datasets import ImageDataset
+from sampling_matters.data.image_check import BadImagesError, check_images
 from sampling_matters.data.transforms import eval_transform, train_transform
 from sampling_matters.evaluation import evaluate
-from sampling_matters.losses import LOSSES, LossModule, MarginLoss, make_loss
+from sampling_matters.losses import LossModule, MarginLoss, make_loss
 from sampling_matters.models import EmbeddingModel, build_model
-from sampling_matters.sampling import SAMPLINGS
+from sampling_matters.runs import (
+    RunLock,
+    check_start,
+    remove_orphans,
+    remove_run_files,
+)
 
 __all__ = [
     "DataConfig",
@@ -42,7 +67,9 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
+    "TrainingInterrupted",
     "embed_dataset",
+    "load_run",
     "train",
 ]
 
@@ -60,126 +87,6 @@ LOG_COLUMNS = (
 )
 
 
-@dataclass
-class DataConfig:
-    """What to train on and how batches are drawn."""
-
-    data: str = "kanji"
-    image_size: int | None = None  # the model's own size when None
-    classes_per_batch: int = 20
-    samples_per_class: int = 4
-    val_fraction: float = 0.1  # training classes held out for validation
-    workers: int = 0
-
-
-@dataclass
-class ModelConfig:
-    """The network."""
-
-    model: str = "small-cnn"
-    embedding_dim: int = 128
-    pretrained: bool = True
-    freeze_backbone: bool = False
-    frozen_stages: int = 0  # freeze only the backbone's first stages (0: none)
-    frozen_batchnorm: bool = False  # BatchNorm statistics fixed in the stages that train
-    cache_features: bool = False  # compute the frozen part's output once (kept on disk)
-
-
-@dataclass
-class LossConfig:
-    """The loss and the sampling strategy."""
-
-    loss: str = "margin"
-    sampling: str = "distance-weighted"
-    beta: float = 1.2
-    learn_beta: bool = True  # False: β⁽⁰⁾ stays at ``beta`` (margin loss only)
-    beta_per_class: bool = False
-    beta_per_image: bool = False
-    nu: float = 0.0
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with a step schedule; the backbone, the head and β each at their own rate."""
-
-    steps: int | None = None
-    epochs: int | None = None
-    lr: float = 1e-3
-    backbone_lr: float = 1e-4
-    beta_lr: float = 1e-2
-    weight_decay: float = 1e-4
-    lr_decay: float = 0.1
-    lr_decay_at: tuple[float, ...] = (0.6, 0.85)  # fractions of the run
-
-
-@dataclass
-class RunConfig:
-    """Where the run goes and how it is watched."""
-
-    out: str = "runs/run"
-    seed: int = 0
-    device: str = "auto"
-    log_every: int = 50
-    eval_batch_size: int = 256
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; flat keys (``loss``, ``steps``, …) name the fields."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-
-    def sections(self) -> list[Any]:
-        """The per-concern dataclasses, in order."""
-        return [self.data, self.model, self.loss, self.optim, self.run]
-
-    def flat(self) -> dict[str, Any]:
-        """The configuration as one flat dict (the keys of ``config.yaml`` and the CLI)."""
-        return {k: v for section in self.sections() for k, v in asdict(section).items()}
-
-    @classmethod
-    def from_flat(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from flat keys; an unknown key is a ``ValueError`` naming it."""
-        config = cls()
-        known = {f.name: section for section in config.sections() for f in fields(section)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown configuration key(s) {unknown}; known: {sorted(known)}")
-        for key, value in values.items():
-            setattr(known[key], key, tuple(value) if key == "lr_decay_at" else value)
-        config.check()
-        return config
-
-    def check(self) -> None:
-        """Raise ``ValueError`` on settings that cannot train."""
-        if self.loss.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss.loss!r}; expected one of {sorted(LOSSES)}")
-        if self.loss.sampling not in SAMPLINGS:
-            raise ValueError(
-                f"unknown sampling {self.loss.sampling!r}; expected one of {sorted(SAMPLINGS)}"
-            )
-        if (self.optim.steps is None) == (self.optim.epochs is None):
-            raise ValueError("give exactly one of steps and epochs")
-        if (self.optim.steps or self.optim.epochs or 0) < 1:
-            raise ValueError("steps / epochs must be >= 1")
-        frozen = self.model.freeze_backbone or self.model.frozen_stages > 0
-        if self.model.cache_features and not frozen:
-            raise ValueError(
-                "cache_features needs freeze_backbone or frozen_stages >= 1"
-                " (only a frozen part's output stays the same)"
-            )
-        if self.model.freeze_backbone and self.model.frozen_stages:
-            raise ValueError("set freeze_backbone or frozen_stages, not both")
-        if (self.loss.beta_per_class or self.loss.beta_per_image) and self.loss.loss != "margin":
-            raise ValueError("beta_per_class / beta_per_image belong to the margin loss")
-        if not 0 <= self.data.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.data.val_fraction}")
-
-
 # ------------------------------------------------------------------------------ data
 
 
@@ -188,6 +95,7 @@ class _Splits:
     train: ImageDataset
     val: ImageDataset | None
     test: ImageDataset
+    skipped: list[Path] = field(default_factory=list)  # bad image files left out
 
 
 def _split_validation(
@@ -203,11 +111,35 @@ def _split_validation(
     return train.select(keep), train.select(held)
 
 
+def load_checked(spec: str, split: str, *, skip_bad: bool, progress: bool) -> ImageDataset:
+    """The ``split`` of ``spec`` with every image file checked (see :func:`check_images`)."""
+    return check_images(datasets.load(spec, split), skip=skip_bad, progress=progress)[0]
+
+
+def _checked_splits(
+    spec: str, skip_bad: bool, progress: bool
+) -> tuple[ImageDataset, ImageDataset, list[Path]]:
+    """The train and test splits, image files checked; one error lists both's bad files."""
+    checked, errors = [], []
+    for split in ("train", "test"):
+        try:
+            checked.append(
+                check_images(datasets.load(spec, split), skip=skip_bad, progress=progress)
+            )
+        except BadImagesError as error:
+            errors.append(error)
+    if errors:
+        raise BadImagesError([b for e in errors for b in e.bad], sum(e.total for e in errors))
+    (train, bad_train), (test, bad_test) = checked
+    return train, test, [image.path for image in bad_train + bad_test]
+
+
 def _load_splits(
-    config: TrainConfig, model: EmbeddingModel, augmentation: torch.Generator
+    config: TrainConfig, model: EmbeddingModel, augmentation: torch.Generator, progress: bool
 ) -> _Splits:
-    train_set = datasets.load(config.data.data, "train")
-    test_set = datasets.load(config.data.data, "test")
+    train_set, test_set, skipped = _checked_splits(
+        config.data.data, config.data.skip_bad_images, progress
+    )
     size = config.data.image_size or model.input_size
     train_set, val_set = _split_validation(train_set, config.data.val_fraction)
     normalization, channels = model.normalization, model.channels
@@ -221,6 +153,7 @@ def _load_splits(
         train_set.with_transform(evaluation if config.model.cache_features else augment),
         None if val_set is None else val_set.with_transform(evaluation),
         test_set.with_transform(evaluation),
+        skipped,
     )
 
 
@@ -320,6 +253,17 @@ def _fingerprint(dataset: ImageDataset, config: TrainConfig) -> str:
     return digest.hexdigest()[:32]
 
 
+def _read_cached(path: Path) -> tuple[Tensor, Tensor] | None:
+    """Cached features and labels, or None when absent or unreadable (then recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        features, labels = files.load(path, "cached features")
+    except (ValueError, TypeError):
+        return None
+    return features, labels
+
+
 def _cache_features(
     model: EmbeddingModel, splits: _Splits, config: TrainConfig, device: torch.device
 ) -> tuple[Dataset[Any], Dataset[Any] | None, Dataset[Any]]:
@@ -333,8 +277,9 @@ def _cache_features(
 
     def cached(dataset: ImageDataset) -> TensorDataset:
         path = folder / f"{_fingerprint(dataset, config)}.pt"
-        if path.exists():
-            features, labels = torch.load(path, map_location="cpu", weights_only=True)
+        stored = _read_cached(path)
+        if stored is not None:
+            features, labels = stored
         else:
             features, labels = embed_dataset(
                 model,
@@ -345,7 +290,7 @@ def _cache_features(
                 output="frozen",
             )
             folder.mkdir(parents=True, exist_ok=True)
-            _save_atomic((features, labels), path)
+            files.save((features, labels), path)
         return TensorDataset(features, labels, torch.arange(len(labels)))
 
     val = None if splits.val is None else cached(splits.val)
@@ -404,10 +349,8 @@ def _device(name: str) -> torch.device:
 
 # ------------------------------------------------------------------------ checkpoints
 
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` ``obj`` to ``path`` atomically."""
-    write_atomic(path, lambda name: torch.save(obj, name))
+_LAST_KEYS = ("model", "loss", "optimiser", "schedule", "progress", "rng")
+_BEST_KEYS = ("model", "config")
 
 
 def _state(
@@ -424,21 +367,69 @@ def _state(
             "loss": run.sampling.get_state(),
             "augmentation": run.augmentation.get_state(),
         },
+        "config": run.config.flat(),
     }
 
 
+def _read_last(out: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The run's ``last.pt`` for a resume, after checking the run's settings; reads only.
+
+    Raises:
+        ValueError: ``config`` would change the settings of the run (``config.yaml`` or
+            ``last.pt``), or ``last.pt`` is unreadable.
+    """
+    if (out / "config.yaml").exists():
+        _refuse_changes(out, _settings_of(out / "config.yaml", read_yaml), config)
+    if not (out / "last.pt").exists():
+        return None
+    state = files.load_mapping(out / "last.pt", "checkpoint", _LAST_KEYS)
+    if isinstance(state.get("config"), dict):
+        _refuse_changes(out, _settings_of(state["config"], dict), config)
+    return state
+
+
+def _settings_of(source: Any, read: Callable[[Any], dict[str, Any]]) -> TrainConfig:
+    try:
+        return TrainConfig.from_flat(read(source))
+    except ValueError as error:
+        raise ValueError(f"the run's recorded settings are invalid: {error}") from None
+
+
+def _refuse_changes(out: Path, before: TrainConfig, now: TrainConfig) -> None:
+    changes = before.differences(now)
+    if changes:
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changes.items()))
+        raise ValueError(
+            f"{out} was trained with other settings; resuming would change {listed}. "
+            f"Resume with the run's own settings (sampling-matters train --resume {out}), "
+            "or start a new run with another --out"
+        )
+
+
 def _restore(
-    path: Path, run: _Run, optimiser: torch.optim.Optimizer, schedule: Any
+    state: dict[str, Any], path: Path, run: _Run, optimiser: torch.optim.Optimizer, schedule: Any
 ) -> dict[str, Any]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    run.model.load_state_dict(state["model"])
-    run.loss.load_state_dict(state["loss"])
-    optimiser.load_state_dict(state["optimiser"])
-    schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["rng"]["torch"])
-    run.sampling.set_state(state["rng"]["loss"])
-    run.augmentation.set_state(state["rng"]["augmentation"])
-    return dict(state["progress"])
+    """Load a ``last.pt`` into the run's objects; its progress (step, epoch, batch, best)."""
+    try:
+        run.model.load_state_dict(state["model"])
+        run.loss.load_state_dict(state["loss"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"]["torch"])
+        run.sampling.set_state(state["rng"]["loss"])
+        run.augmentation.set_state(state["rng"]["augmentation"])
+        saved = state["progress"]
+        return {
+            "step": int(saved["step"]),
+            "epoch": int(saved["epoch"]),
+            "batch": int(saved.get("batch", 0)),  # older checkpoints: at an epoch's end
+            "best": float(saved["best"]),
+        }
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else repr(error)
+        raise ValueError(
+            f"{path} does not fit this run ({reason}); start over with --overwrite"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- loop
@@ -459,22 +450,28 @@ class _Run:
     sampler: PKSampler
     augmentation: torch.Generator
     sampling: torch.Generator
+    skipped: list[Path]
 
 
-def _build(config: TrainConfig) -> _Run:
-    torch.manual_seed(config.run.seed)
-    device = _device(config.run.device)
-    model = build_model(
+def _model(config: TrainConfig, *, pretrained: bool) -> EmbeddingModel:
+    """The network that ``config`` describes (``pretrained`` weights or not)."""
+    return build_model(
         config.model.model,
         embedding_dim=config.model.embedding_dim,
-        pretrained=config.model.pretrained,
+        pretrained=pretrained,
         freeze_backbone=config.model.freeze_backbone,
         frozen_stages=config.model.frozen_stages,
         frozen_batchnorm=config.model.frozen_batchnorm,
         input_size=config.data.image_size,
-    ).to(device)
+    )
+
+
+def _build(config: TrainConfig, progress: bool) -> _Run:
+    torch.manual_seed(config.run.seed)
+    device = _device(config.run.device)
+    model = _model(config, pretrained=config.model.pretrained).to(device)
     augmentation = torch.Generator().manual_seed(config.run.seed + 2)
-    splits = _load_splits(config, model, augmentation)
+    splits = _load_splits(config, model, augmentation, progress)
     train_set: Dataset[Any] = splits.train
     val_set: Dataset[Any] | None = splits.val
     test_set: Dataset[Any] = splits.test
@@ -500,15 +497,42 @@ def _build(config: TrainConfig) -> _Run:
         sampler,
         augmentation,
         sampling_generator,
+        splits.skipped,
     )
 
 
-def _batches(run: _Run, epoch: int) -> Iterator[list[Tensor]]:
+def load_run(run: Path) -> tuple[EmbeddingModel, TrainConfig]:
+    """A run's best model (in eval mode) and its configuration, from ``RUN/best.pt``.
+
+    Raises:
+        FileNotFoundError: ``run`` has no ``best.pt``.
+        ValueError: ``best.pt`` is unreadable, holds code, or does not fit its model.
+    """
+    if not (run / "best.pt").is_file():
+        raise FileNotFoundError(f"{run} has no best.pt: is it a training run directory?")
+    state = files.load_mapping(run / "best.pt", "checkpoint", _BEST_KEYS)
+    if not isinstance(state["config"], dict):
+        raise ValueError(f"{run / 'best.pt'} is not a checkpoint: its 'config' is not a mapping")
+    config = _settings_of(state["config"], dict)
+    model = _model(config, pretrained=False)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[0][:200]
+        raise ValueError(f"{run / 'best.pt'} does not fit its model ({reason})") from None
+    return model.eval(), config
+
+
+def _batches(run: _Run, epoch: int, start: int) -> Iterator[list[Tensor]]:
+    """The batches of ``epoch`` from its ``start``-th on (a resume inside an epoch)."""
     run.sampler.set_epoch(epoch)
-    loader = DataLoader(
-        run.train_set, batch_sampler=run.sampler, num_workers=run.config.data.workers
-    )
-    yield from loader
+    plan = run.sampler.epoch_batches()[start:].tolist()
+    loader = DataLoader(run.train_set, batch_sampler=plan, num_workers=run.config.data.workers)
+    rng = torch.get_rng_state()
+    batches = iter(loader)  # draws a seed from torch's generator, as at the epoch's start
+    if start:  # that draw happened before the interruption: do not draw it twice
+        torch.set_rng_state(rng)
+    yield from batches
 
 
 def _step(run: _Run, batch: list[Tensor], optimiser: torch.optim.Optimizer) -> dict[str, float]:
@@ -588,19 +612,68 @@ def _total_steps(run: _Run) -> int:
     return int(run.config.optim.epochs or 1) * len(run.sampler)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training at a step boundary; ``last.pt`` holds that step.
+
+    Attributes:
+        out: the run directory.
+        step: the steps done.
+        total: the run's length in steps.
+    """
+
+    def __init__(self, out: Path, step: int, total: int) -> None:
+        super().__init__(f"training stopped at step {step} of {total}")
+        self.out, self.step, self.total = out, step, total
+
+
+class _StopRequest:
+    """While active, a first Ctrl-C (SIGINT) asks the loop to stop at the next step.
+
+    A second Ctrl-C stops at once. Outside the main thread (where signals cannot be
+    caught) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def train(
     config: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     loss_factory: Callable[[TrainConfig], nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Train, validate each epoch, keep the best model, and score it on the test classes.
 
+    Nothing is written before the data (every image file checked), the model and, for
+    a resume, the run's ``last.pt`` have loaded, so a refused or failed start leaves an
+    existing run as it was. Ctrl-C stops at the next step boundary, writes ``last.pt``
+    and raises :class:`TrainingInterrupted`.
+
     Args:
         config: the run's configuration; ``config.run.out`` is the run directory.
-        resume: continue the run in ``config.run.out`` from its ``last.pt``.
-        progress: show a progress bar.
+        resume: continue the run in ``config.run.out`` from its ``last.pt`` (from the
+            start when it has none); refused when ``config`` would change its settings.
+        overwrite: replace the run in ``config.run.out``. Without ``resume`` or
+            ``overwrite``, a folder that holds a run is refused.
+        progress: show progress bars.
         loss_factory: builds the loss in place of ``config``'s loss and sampling (an
             external loss, e.g. another library's): a module called as
             ``loss(embeddings, labels, indices)`` with the attributes ``last_triplets``,
@@ -609,35 +682,72 @@ def train(
 
     Returns:
         The test metrics (also written to ``metrics.json``).
+
+    Raises:
+        ValueError: bad settings, a refused start, bad image files, an unreadable
+            ``last.pt``.
+        RunInUseError: another process trains into the same folder.
+        TrainingInterrupted: Ctrl-C.
     """
     config.check()
-    run = _build(config)
+    out = Path(config.run.out)
+    check_start(out, resume=resume, overwrite=overwrite)
+    last = _read_last(out, config) if resume else None
+    run = _build(config, progress)
     if loss_factory is not None:
         run.loss = loss_factory(config).to(run.device)  # type: ignore[assignment]
-    run.out.mkdir(parents=True, exist_ok=True)
-    _write_config(config, run.out)
     total = _total_steps(run)
     optimiser = _optimiser(run.model, run.loss, config)
     schedule = _schedule(optimiser, total, config)
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0}
-    if resume and (run.out / "last.pt").exists():
-        state = _restore(run.out / "last.pt", run, optimiser, schedule)
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": -1.0}
+    if last is not None:
+        state = _restore(last, out / "last.pt", run, optimiser, schedule)
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        remove_orphans(out)
+        if overwrite:
+            remove_run_files(out)
+        if not (out / "config.yaml").exists():
+            _write_config(config, out, run.skipped)
+        _loop(run, state, total, optimiser, schedule, resume, progress)
+        return _finish(run)
+
+
+def _loop(
+    run: _Run,
+    state: dict[str, Any],
+    total: int,
+    optimiser: torch.optim.Optimizer,
+    schedule: Any,
+    resume: bool,
+    progress: bool,
+) -> None:
+    """Train from ``state`` to ``total`` steps; Ctrl-C saves ``last.pt`` and stops."""
     log = _Log(run.out / "log.csv", state["step"] if resume else None)
     bar = _progress_bar(total, state["step"], progress)
-    while state["step"] < total:
-        for batch in _batches(run, state["epoch"]):
-            log.add(_step(run, batch, optimiser), len(batch[1]))
-            schedule.step()
-            state["step"] += 1
-            bar.update(1)
-            if state["step"] % config.run.log_every == 0:
-                log.flush(state["step"], state["epoch"])
-            if state["step"] >= total:
-                break
-        state["epoch"] += 1
-        _end_epoch(run, log, state, optimiser, schedule)
+    with _StopRequest() as stop:
+        while state["step"] < total:
+            for batch in _batches(run, state["epoch"], state["batch"]):
+                log.add(_step(run, batch, optimiser), len(batch[1]))
+                schedule.step()
+                state["step"] += 1
+                state["batch"] += 1
+                bar.update(1)
+                if state["step"] % run.config.run.log_every == 0:
+                    log.flush(state["step"], state["epoch"])
+                if state["step"] >= total:
+                    break
+                if stop.requested:
+                    files.save(_state(run, optimiser, schedule, state), run.out / "last.pt")
+                    bar.close()
+                    raise TrainingInterrupted(run.out, state["step"], total)
+            state["epoch"] += 1
+            state["batch"] = 0
+            _end_epoch(run, log, state, optimiser, schedule)
+            if stop.requested and state["step"] < total:
+                bar.close()
+                raise TrainingInterrupted(run.out, state["step"], total)
     bar.close()
-    return _finish(run)
 
 
 def _end_epoch(
@@ -653,27 +763,30 @@ def _end_epoch(
     improved = run.val_set is None or recall > state["best"]
     if improved:
         state["best"] = recall if run.val_set is not None else state["best"]
-        _save_atomic(
-            {"model": run.model.state_dict(), "config": run.config.flat()}, run.out / "best.pt"
-        )
-    _save_atomic(_state(run, optimiser, schedule, state), run.out / "last.pt")
+        best = {"model": run.model.state_dict(), "config": run.config.flat()}
+        files.save(best, run.out / "best.pt")
+    files.save(_state(run, optimiser, schedule, state), run.out / "last.pt")
 
 
 def _finish(run: _Run) -> dict[str, Any]:
-    best = torch.load(run.out / "best.pt", map_location="cpu", weights_only=False)
+    best = files.load_mapping(run.out / "best.pt", "checkpoint", _BEST_KEYS)
     run.model.load_state_dict(best["model"])
     metrics = _evaluate_model(run.model, run.test_set, run.config, run.device, True)
-    with (run.out / "metrics.json").open("w") as handle:
-        json.dump(metrics, handle, indent=2)
+    write_text_atomic(run.out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 
-def _write_config(config: TrainConfig, out: Path) -> None:
+def _write_config(config: TrainConfig, out: Path, skipped: list[Path]) -> None:
+    """``config.yaml``: the settings, then the record of left-out image files, if any."""
     import yaml
 
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in config.flat().items()}
-    with (out / "config.yaml").open("w") as handle:
-        yaml.safe_dump(values, handle, sort_keys=False)
+    values: dict[str, Any] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in config.flat().items()
+    }
+    if skipped:
+        values["skipped_images"] = len(skipped)
+        write_text_atomic(out / "skipped_images.txt", "".join(f"{path}\n" for path in skipped))
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(values, sort_keys=False))
 
 
 def _progress_bar(total: int, done: int, enabled: bool) -> Any:

@@ -34,7 +34,10 @@ __all__ = [
     "fetch_once",
     "load_metadata",
     "load_set",
+    "running",
     "save_set",
+    "write_atomic",
+    "write_text_atomic",
 ]
 
 ENV_VAR = "SAMPLING_MATTERS_CACHE"
@@ -94,6 +97,11 @@ def write_atomic(path: Path, write: Callable[[str], object]) -> None:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_atomic`)."""
+    write_atomic(path, lambda name: Path(name).write_text(text, encoding="utf-8"))
 
 
 def build_once(final: Path, build: Callable[[Path], Path]) -> bool:
@@ -156,11 +164,14 @@ def _remove_abandoned(parent: Path, prefix: str) -> None:
     """Remove scratch folders ``prefix-PID-…`` whose process no longer runs."""
     for entry in parent.glob(f"{prefix}-*"):
         pid = entry.name[len(prefix) + 1 :].split("-", 1)[0]
-        if entry.is_dir() and pid.isdigit() and not _running(int(pid)):
+        if entry.is_dir() and pid.isdigit() and not running(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
+    if not 0 < pid < 2**31:  # 0 and negatives name process groups
+        return False
     try:
         os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:

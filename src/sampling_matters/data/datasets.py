@@ -84,11 +84,21 @@ class ImageDataset(Dataset[tuple[Tensor, int, int]]):
         return tensor, int(self.labels[index]), index
 
     def image(self, index: int) -> Image.Image:
-        """The decoded image ``index`` (RGB for photos and colour arrays, else grey)."""
+        """The decoded image ``index`` (RGB for photos and colour arrays, else grey).
+
+        Raises:
+            ValueError: the file cannot be read or decoded; it names the file and why.
+        """
         if isinstance(self.images, np.ndarray):
             return Image.fromarray(self.images[index])
-        with Image.open(self.images[index]) as opened:
-            return opened.convert("RGB" if self.kind == "photo" else "L")
+        path = self.images[index]
+        try:
+            with Image.open(path) as opened:
+                return opened.convert("RGB" if self.kind == "photo" else "L")
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+            raise ValueError(
+                f"cannot read image {path}: {error or type(error).__name__}"
+            ) from error
 
     def with_transform(self, transform: Transform | None) -> ImageDataset:
         """The same images and labels with another transform."""
