@@ -60,3 +60,25 @@ def table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
     """A markdown table."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return out + ["| " + " | ".join(cells) + " |" for cells in lines]
+
+
+def paired(pairs: Sequence[tuple[float, float]], scale: float = 1.0, digits: int = 1) -> str:
+    """The mean of ``a − b`` over pairs (by seed) with its 95% t interval, and a verdict.
+
+    ``+1.2 [+0.4, +2.0]`` when the interval excludes 0, ``+0.3 [−0.9, +1.5], not
+    distinguishable`` when it holds 0; one pair gives the difference alone.
+    """
+    import statistics
+
+    from scipy import stats
+
+    diffs = [scale * (a - b) for a, b in pairs]
+    if not diffs:
+        return "—"
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return f"{mean:+.{digits}f} (1 seed, no interval)"
+    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    low, high = mean - half, mean + half
+    text = f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    return text + (", not distinguishable" if low <= 0 <= high else "")

@@ -36,6 +36,12 @@ def tiny_settings(glyph_folder):
 
 
 @pytest.fixture
+def run_contract(contract):
+    """The keys of a run's metrics.json: the metrics, and which checkpoint was scored."""
+    return contract | {"checkpoint", "checkpoint_step"}
+
+
+@pytest.fixture
 def contract():
     """The keys of metrics.json (DESIGN.md's metrics contract), written out independently."""
     return {

@@ -344,7 +344,7 @@ def test_write_figures_is_seeded_and_order_independent(tmp_path):
     [
         ({"figures": ["histogram"]}, "unknown figure"),
         ({"figures": ["training_curves"]}, "needs runs"),
-        ({"dims": (1, 3)}, ">= 2"),
+        ({"dims": (1, 3)}, "each dimension must be an integer in"),
         ({"draws": 1}, "draws"),
         ({"figures": ["loss_shapes"], "logs": ["nowhere"]}, "only by figure 5"),
         ({"embeddings": (torch.randn(4, 3), torch.zeros(4, dtype=torch.int64))}, "2 classes"),
@@ -390,9 +390,9 @@ def test_cli_figures_end_to_end(tmp_path, capsys):
     ("options", "message"),
     [
         (["--only", "9"], "unknown figure '9'"),
-        (["--dims", "1,8"], ">= 2"),
+        (["--dims", "1,8"], "in [2, 65536]"),
         (["--logs", "nowhere"], "no log.csv"),
-        (["--data", "kanji"], "--data needs --run"),
+        (["--data", "kanji"], "need --run"),
         (["--only", "1", "--embeddings", "e.pt"], "only by figure 2"),
         (["--embeddings", "missing.pt"], "missing.pt is missing"),
         (["--run", "nowhere", "--only", "2"], "best.pt"),

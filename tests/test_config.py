@@ -124,5 +124,57 @@ def test_record_keys_of_a_run_are_read_past(tmp_path):
     path.write_text("data: kanji\nsteps: 3\nskipped_images: 2\n")
     assert read_yaml(path) == {"data": "kanji", "steps": 3}
     assert "skipped_images" in RECORD_KEYS
-    with pytest.raises(FileNotFoundError, match="folder"):
+    with pytest.raises(ValueError, match="not a regular file"):
         read_yaml(tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        read_yaml(tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("lr", 1e300),
+        ("image_size", 100_000),
+        ("workers", 100_000),
+        ("steps", 10**20),
+        ("beta", 5.0),
+        ("nu", 1e308),
+        ("embedding_dim", 1),
+        ("weight_decay", 3.0),
+    ],
+)
+def test_values_that_could_only_crash_or_diverge_are_refused(key, value):
+    with pytest.raises(ValueError, match=repr(key)):
+        TrainConfig.from_flat({**BASE, key: value})
+
+
+def test_a_key_given_twice_in_one_file_is_an_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 2\nsteps: 3\n")
+    with pytest.raises(ValueError, match="'steps' is given twice"):
+        read_yaml(path)
+
+
+def test_fields_set_directly_are_checked_and_converted():
+    import pathlib
+
+    import numpy as np
+
+    config = TrainConfig()
+    config.optim.steps, config.run.out, config.optim.lr = np.int64(5), pathlib.Path("r/x"), 1
+    config.check()
+    assert (config.optim.steps, config.run.out, config.optim.lr) == (5, "r/x", 1.0)
+    for section, key, value in [("optim", "steps", "2"), ("data", "data", None)]:
+        config = TrainConfig.from_flat(BASE)
+        setattr(getattr(config, section), key, value)
+        with pytest.raises(ValueError, match=repr(key)):
+            config.check()
+    config = TrainConfig.from_flat(BASE)
+    config.loss = None
+    with pytest.raises(ValueError, match=r"TrainConfig\.loss"):
+        config.check()
+
+
+def test_a_number_yaml_reads_as_text_gets_a_hint():
+    with pytest.raises(ValueError, match="write a number with a dot"):
+        TrainConfig.from_flat({**BASE, "lr": "1e-3"})

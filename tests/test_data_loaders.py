@@ -425,3 +425,29 @@ def test_loaders_take_a_transform(cub, sop):
         load_sop(sop, "test", transform=transform),
     ):
         assert dataset[0][0].shape == (3, 6, 6)
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "background", "kind"),
+    [
+        ("L", 32, 0, "glyph"),  # small, grey, plain: characters, digits, icons
+        ("RGB", 32, (255, 255, 255), "glyph"),  # grey stored as RGB still counts
+        ("RGB", 64, (40, 90, 200), "photo"),  # colour
+        ("L", 300, 0, "photo"),  # too large for a glyph
+    ],
+)
+def test_a_folder_kind_is_inferred_from_its_images(tmp_path, mode, size, background, kind):
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(0)
+    for c in range(4):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(3):
+            image = Image.new(mode, (size, size), background)
+            colour = 255 if mode == "L" else tuple(int(v) for v in rng.integers(0, 255, 3))
+            if kind == "glyph" and mode == "RGB":
+                colour = (0, 0, 0)
+            ImageDraw.Draw(image).line([(2, 2), (size - 3, size // 2)], fill=colour, width=2)
+            image.save(tmp_path / f"c{c}" / f"{i}.png")
+    assert load_folder(tmp_path, "train").kind == kind
+    assert load_folder(tmp_path, "test", kind="photo").kind == "photo"  # said, not inferred

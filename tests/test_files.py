@@ -60,12 +60,11 @@ def test_a_cut_file_is_a_value_error(tmp_path):
         ({"labels": torch.zeros(2)}, "lacks 'embeddings'"),
         ({"embeddings": torch.zeros(3), "labels": torch.zeros(3)}, r"\(N, D\)"),
         ({"embeddings": torch.full((2, 2), float("nan")), "labels": torch.zeros(2)}, "finite"),
-        ({"embeddings": torch.zeros(2, 2), "labels": torch.zeros(3)}, "one label per"),
-        ({"embeddings": torch.zeros(2, 2), "labels": torch.zeros(2)}, "integer class ids"),
-        (
-            {"embeddings": torch.zeros(2, 2), "labels": torch.zeros(2).long(), "items": ["a"]},
-            "'items'",
-        ),
+        ({"embeddings": torch.eye(2), "labels": torch.zeros(3)}, "one label per"),
+        ({"embeddings": torch.eye(2), "labels": torch.zeros(2)}, "integer class ids"),
+        ({"embeddings": torch.zeros(2, 2), "labels": torch.zeros(2).long()}, "all-zero rows"),
+        ({"embeddings": torch.eye(2).to_sparse(), "labels": torch.zeros(2).long()}, "dense"),
+        ({"embeddings": torch.eye(2), "labels": torch.zeros(2).long(), "items": ["a"]}, "'items'"),
     ],
 )
 def test_an_embedding_file_is_checked_for_what_it_is(tmp_path, content, message):

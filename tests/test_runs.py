@@ -37,6 +37,17 @@ def snapshot(folder):
     }
 
 
+RUN = ("config.yaml", "best.pt", "last.pt", "log.csv", "metrics.json")
+
+
+def copy_run(run, to, names=RUN):
+    """A copy of some of a run's files in the new folder ``to``."""
+    to.mkdir(parents=True)
+    for name in names:
+        (to / name).write_bytes((run / name).read_bytes())
+    return to
+
+
 @pytest.fixture(scope="module")
 def finished(settings, glyph_folder, tmp_path_factory):
     """A finished run (the files that must survive every refused start)."""
@@ -71,10 +82,7 @@ def test_a_resume_that_changes_settings_is_refused_and_changes_nothing(
 def test_an_unreadable_last_pt_is_refused_and_changes_nothing(
     settings, glyph_folder, finished, tmp_path, damage
 ):
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for name in ("config.yaml", "best.pt", "last.pt", "log.csv", "metrics.json"):
-        (copy / name).write_bytes((finished / name).read_bytes())
+    copy = copy_run(finished, tmp_path / "copy")
     data = (copy / "last.pt").read_bytes()
     marker = tmp_path / "ran"
     if damage == "code":
@@ -231,3 +239,65 @@ def test_a_run_killed_after_an_epoch_resumes_exactly(settings, glyph_folder, tmp
         settings(glyph_folder, killed, steps=24, beta_per_class=True), resume=True, progress=False
     )
     assert_same_training(whole, killed)
+
+
+def fail_at_first_step(monkeypatch):
+    def boom(*args, **kwargs):
+        raise ValueError("the first step failed")
+
+    monkeypatch.setattr(training, "_step", boom)
+
+
+def test_an_overwrite_that_fails_before_a_checkpoint_puts_the_run_back(
+    settings, glyph_folder, finished, tmp_path, monkeypatch
+):
+    copy = copy_run(finished, tmp_path / "copy")
+    before = snapshot(copy)
+    fail_at_first_step(monkeypatch)
+    with pytest.raises(ValueError, match="first step failed"):
+        train(settings(glyph_folder, copy, loss="triplet"), overwrite=True, progress=False)
+    assert snapshot(copy) == before  # no .replaced folder left either
+
+
+def test_a_new_run_that_fails_leaves_no_folder_and_can_start_again(
+    settings, glyph_folder, tmp_path, monkeypatch
+):
+    out = tmp_path / "new"
+    fail_at_first_step(monkeypatch)
+    with pytest.raises(ValueError, match="first step failed"):
+        train(settings(glyph_folder, out), progress=False)
+    assert not out.exists()
+    (out / "log.csv").parent.mkdir()
+    (out / "log.csv").write_text("step\n")  # what an older failed start left
+    monkeypatch.undo()
+    train(settings(glyph_folder, out, steps=2), progress=False)  # not "holds a run"
+    assert (out / "metrics.json").exists()
+
+
+def test_a_start_killed_before_its_first_checkpoint_is_undone_at_the_next(
+    settings, glyph_folder, finished, tmp_path
+):
+    copy = tmp_path / "copy"
+    copy_run(finished, copy / runs.ASIDE)
+    (copy / "config.yaml").write_text("data: what the killed start wrote\n")
+    runs.remove_orphans(copy)
+    assert not (copy / runs.ASIDE).exists()
+    assert (copy / "best.pt").read_bytes() == (finished / "best.pt").read_bytes()
+    assert (copy / "config.yaml").read_bytes() == (finished / "config.yaml").read_bytes()
+
+
+def test_resuming_a_run_without_last_pt_is_refused(settings, glyph_folder, finished, tmp_path):
+    copy = copy_run(finished, tmp_path / "copy", ("config.yaml", "best.pt", "metrics.json"))
+    with pytest.raises(ValueError, match=r"no last\.pt"):
+        train(settings(glyph_folder, copy), resume=True, progress=False)
+
+
+def test_a_diverging_run_stops_with_a_clear_error(settings, glyph_folder, tmp_path, monkeypatch):
+    from sampling_matters.losses import MarginLoss
+
+    def nan_loss(self, embeddings, labels, indices=None):
+        return embeddings.sum() * float("nan")
+
+    monkeypatch.setattr(MarginLoss, "forward", nan_loss)
+    with pytest.raises(ValueError, match="diverged: the loss became NaN or Inf"):
+        train(settings(glyph_folder, tmp_path / "nan"), progress=False)

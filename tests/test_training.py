@@ -28,7 +28,7 @@ def config(folder, out, **overrides):
     return TrainConfig.from_flat(values)
 
 
-def test_run_directory_follows_the_contract(contract, glyph_folder, tmp_path):
+def test_run_directory_follows_the_contract(contract, run_contract, glyph_folder, tmp_path):
     metrics = train(config(glyph_folder, tmp_path / "run"), progress=False)
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} >= {
@@ -39,7 +39,7 @@ def test_run_directory_follows_the_contract(contract, glyph_folder, tmp_path):
         "metrics.json",
     }
     assert json.loads((run / "metrics.json").read_text()) == metrics
-    assert set(metrics) == contract and metrics["n_classes"] == 8
+    assert set(metrics) == run_contract and metrics["n_classes"] == 8
     assert all(0 <= metrics[k] <= 1 for k in contract - {"n_queries", "n_classes"})
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["loss"] == "margin" and saved["steps"] == 8
@@ -52,11 +52,11 @@ def test_run_directory_follows_the_contract(contract, glyph_folder, tmp_path):
     ("loss", "sampling"),
     [("triplet", "semihard"), ("contrastive", "uniform"), ("triplet-squared", "hard")],
 )
-def test_other_losses_train(contract, glyph_folder, tmp_path, loss, sampling):
+def test_other_losses_train(run_contract, glyph_folder, tmp_path, loss, sampling):
     metrics = train(
         config(glyph_folder, tmp_path, loss=loss, sampling=sampling, steps=3), progress=False
     )
-    assert set(metrics) == contract
+    assert set(metrics) == run_contract
 
 
 def test_a_fixed_beta_stays_put_and_offsets_still_learn(glyph_folder, tmp_path):
@@ -79,11 +79,11 @@ def test_a_fixed_beta_stays_put_and_offsets_still_learn(glyph_folder, tmp_path):
     assert float(state["loss"]["beta0"]) != pytest.approx(1.2, abs=1e-5)
 
 
-def test_frozen_backbone_with_cached_features(contract, glyph_folder, tmp_path, monkeypatch):
+def test_frozen_backbone_with_cached_features(run_contract, glyph_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("SAMPLING_MATTERS_CACHE", str(tmp_path / "cache"))
     frozen = {"freeze_backbone": True, "cache_features": True, "steps": 4}
     metrics = train(config(glyph_folder, tmp_path / "a", **frozen), progress=False)
-    assert set(metrics) == contract
+    assert set(metrics) == run_contract
     stored = sorted((tmp_path / "cache" / "features").glob("*.pt"))
     assert len(stored) == 3  # train, validation and test features, kept for the next run
     calls = {"n": 0}
@@ -99,12 +99,12 @@ def test_frozen_backbone_with_cached_features(contract, glyph_folder, tmp_path, 
 
 
 def test_partly_frozen_backbone_trains_its_last_stages_on_cached_maps(
-    contract, glyph_folder, tmp_path, monkeypatch
+    run_contract, glyph_folder, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("SAMPLING_MATTERS_CACHE", str(tmp_path / "cache"))
     partial = {"frozen_stages": 2, "cache_features": True, "steps": 6}
     metrics = train(config(glyph_folder, tmp_path / "run", **partial), progress=False)
-    assert set(metrics) == contract
+    assert set(metrics) == run_contract
     stored = torch.load(next((tmp_path / "cache" / "features").glob("*.pt")))
     assert stored[0].dim() == 4  # (N, C, h, w) maps of the first two blocks, not pooled
     first = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
@@ -151,3 +151,52 @@ def test_feature_key_changes_with_the_images_the_labels_and_the_model(glyph_fold
 def test_bad_configuration(glyph_folder, tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         config(glyph_folder, tmp_path, **overrides)
+
+
+def test_automatic_settings_are_decided_and_recorded(glyph_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(glyph_folder.parent)
+    relative = f"folder:{glyph_folder.name}"
+    train(config(glyph_folder, tmp_path / "run", data=relative, steps=2), progress=False)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["augment"] == "glyph"  # small grey images on a plain background
+    assert saved["backbone_lr"] == saved["lr"]  # small-cnn is trained from scratch
+    assert saved["data"] == f"folder:{glyph_folder}"  # absolute: usable from anywhere
+
+
+def test_backbone_rate_follows_where_the_backbone_starts():
+    base = TrainConfig.from_flat({"steps": 1, "lr": 0.002})
+    assert training.resolve(base, "glyph").optim.backbone_lr == 0.002
+    pretrained = TrainConfig.from_flat({"steps": 1, "lr": 0.002, "model": "resnet50"})
+    assert training.resolve(pretrained, "photo").optim.backbone_lr == pytest.approx(0.0002)
+    scratch = TrainConfig.from_flat({"steps": 1, "model": "resnet50", "pretrained": False})
+    assert training.resolve(scratch, "photo").optim.backbone_lr == 0.001
+    given = TrainConfig.from_flat({"steps": 1, "backbone_lr": 0.05, "augment": "none"})
+    resolved = training.resolve(given, "glyph")
+    assert resolved.optim.backbone_lr == 0.05 and resolved.data.augment == "none"
+
+
+@pytest.mark.parametrize(("select", "why"), [("map@r", "best validation map@r"), ("last", "last")])
+def test_metrics_say_which_checkpoint_was_scored(glyph_folder, tmp_path, select, why):
+    metrics = train(config(glyph_folder, tmp_path, steps=8, select=select), progress=False)
+    assert why in metrics["checkpoint"] and 1 <= metrics["checkpoint_step"] <= 8
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert any(r["val_map@r"] not in ("", "nan") for r in rows)
+    if select == "last":
+        assert metrics["checkpoint_step"] == 8
+
+
+def test_without_validation_the_last_model_is_scored(glyph_folder, tmp_path):
+    metrics = train(config(glyph_folder, tmp_path, steps=5, val_fraction=0.0), progress=False)
+    assert metrics["checkpoint_step"] == 5 and "no validation split" in metrics["checkpoint"]
+
+
+def test_augment_none_and_photo_train(glyph_folder, tmp_path):
+    for augment in ("none", "photo"):
+        out = tmp_path / augment
+        train(config(glyph_folder, out, steps=2, augment=augment), progress=False)
+        assert yaml.safe_load((out / "config.yaml").read_text())["augment"] == augment
+
+
+def test_a_validation_fraction_that_cannot_split_is_an_error(glyph_folder, tmp_path):
+    with pytest.raises(ValueError, match=r"val_fraction 0\.1 of the 8 training classes"):
+        train(config(glyph_folder, tmp_path, val_fraction=0.1), progress=False)

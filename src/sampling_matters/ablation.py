@@ -52,7 +52,7 @@ from sampling_matters import training
 from sampling_matters.config import NEUTRAL_KEYS, TrainConfig
 from sampling_matters.data.cache import write_atomic, write_text_atomic
 from sampling_matters.losses import LOSSES
-from sampling_matters.runs import RunInUseError
+from sampling_matters.runs import RunInUseError, check_folder, holds_run
 from sampling_matters.sampling import SAMPLINGS, SamplingStats, Triplets
 
 __all__ = [
@@ -94,6 +94,7 @@ CSV_COLUMNS = ("loss", "sampling", "seed", *METRICS, "wall_s", "status", "note")
 RUN_RECORD = "ablation-run.json"
 _NON_FINITE = re.compile(r"\b(nan|inf|infinite|non-finite)\b", re.IGNORECASE)
 _TRAINING_ERRORS = (ValueError, RuntimeError, ArithmeticError)
+MAX_SEEDS = 1000
 
 
 # ------------------------------------------------------------------------ the plan
@@ -171,12 +172,16 @@ def check_seeds(value: int | str | Sequence[int]) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise ValueError(f"seeds must be a count >= 1 or a list of seeds, got {value!r}")
     if isinstance(value, int):
-        if value < 1:
-            raise ValueError(f"seeds must be >= 1 (the number of seeds), got {value}")
+        if not 1 <= value <= MAX_SEEDS:
+            raise ValueError(
+                f"seeds must be in [1, {MAX_SEEDS}] (the number of seeds), got {value}"
+            )
         return tuple(range(value))
     seeds = list(value)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ValueError(f"seeds must be integers >= 0, got {seeds}")
+    if not seeds or any(
+        isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**63 for s in seeds
+    ):
+        raise ValueError(f"seeds must be integers in [0, 2**63), got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat in {seeds}")
     return tuple(seeds)
@@ -381,10 +386,16 @@ def _error_status(error: str) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` ({} when there is none); a damaged file is named."""
     if not path.exists():
         return {}
-    loaded = json.loads(path.read_text())
-    return loaded if isinstance(loaded, dict) else {}
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is not readable JSON ({error}): repair or remove it") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} holds no JSON object: repair or remove it")
+    return loaded
 
 
 def _record(run: Path, elapsed: float, outcome: str, error: str = "") -> dict[str, Any]:
@@ -406,7 +417,8 @@ def _result(spec: RunSpec, run: Path) -> RunResult | None:
     record = _read_json(run / RUN_RECORD)
     wall = float(record.get("wall_s", math.nan))
     if (run / "metrics.json").exists():
-        metrics = {k: float(v) for k, v in _read_json(run / "metrics.json").items()}
+        recorded = _read_json(run / "metrics.json").items()
+        metrics = {k: float(v) for k, v in recorded if isinstance(v, (int, float))}
         status, note = run_status(metrics, run)
         return RunResult(spec, status, metrics, wall, note)
     if record.get("outcome") == "failed":
@@ -718,13 +730,32 @@ def _check_same_settings(out: Path, settings: dict[str, Any]) -> None:
             for k in set(before) | set(settings)
             if k not in NEUTRAL_KEYS and before.get(k) != settings.get(k)
         )
-        if differ:
+        if differ and _started(out):
             changes = {k: (before.get(k), settings.get(k)) for k in differ}
             raise ValueError(
                 f"{out} holds an ablation with other settings {changes} (before, now); "
                 "use another output directory"
             )
     write_text_atomic(path, json.dumps({"settings": settings}, indent=2))
+
+
+def _started(out: Path) -> bool:
+    """Whether a run of the ablation in ``out`` has written anything (a failed start has not)."""
+    runs = out / "runs"
+    return runs.is_dir() and any(p.is_file() for p in runs.rglob("*"))
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ablation folder that is a training run's, or holds reports of no ablation."""
+    check_folder(out, "--out")
+    if (out / "config.yaml").exists() or holds_run(out):
+        raise ValueError(f"{out} is a training run's folder; an ablation needs a folder of its own")
+    reports = [n for n in ("ablation.md", "ablation.csv", "ablation.png") if (out / n).exists()]
+    if reports and not (out / "ablation.json").exists():
+        raise ValueError(
+            f"{out} holds {', '.join(reports)} but no ablation.json (the record of an ablation's "
+            "settings): they were not written here by ablate; choose another --out"
+        )
 
 
 def _plan(
@@ -786,6 +817,7 @@ def run_ablation(
         ImportError: ``with_pml`` without pytorch-metric-learning.
     """
     plan = _plan(settings, losses, samplings, seeds, steps, Path(out), with_pml)
+    _check_out(plan.out)
     plan.out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(plan.out, plan.settings)
     results: list[RunResult] = []

@@ -148,16 +148,20 @@ _LOG_COLUMNS = ("step", "negative_distance", "negative_distance_std", "active_fr
 # --------------------------------------------------------------------------- checks
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+MAX_DIM = 65_536
+MAX_DRAWS = 10_000_000
+
+
+def _check_int(name: str, value: object, minimum: int, maximum: int = 2**62) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
     return value
 
 
 def _check_dims(dims: Sequence[int]) -> tuple[int, ...]:
     if not len(dims):
         raise ValueError("dims must name at least one dimension")
-    return tuple(_check_int("each dimension", n, 2) for n in dims)
+    return tuple(_check_int("each dimension", n, 2, MAX_DIM) for n in dims)
 
 
 def _check_sigmas(sigmas: Sequence[float]) -> tuple[float, ...]:
@@ -183,6 +187,11 @@ def parse_dims(text: str) -> tuple[int, ...]:
     return _check_dims(dims)
 
 
+def numbered_figures() -> str:
+    """``1 = sphere_distances, 2 = …``: the figures by number."""
+    return ", ".join(f"{i} = {n}" for i, n in enumerate(FIGURES, 1))
+
+
 def parse_figures(text: str) -> tuple[str, ...]:
     """Figure names from a comma-separated list of names or numbers (1 = sphere_distances).
 
@@ -197,11 +206,12 @@ def parse_figures(text: str) -> tuple[str, ...]:
     for part in (p.strip() for p in text.split(",") if p.strip()):
         name = FIGURES[int(part) - 1] if part.isdigit() and 1 <= int(part) <= 5 else part
         if name not in FIGURES:
-            numbered = ", ".join(f"{i} = {n}" for i, n in enumerate(FIGURES, 1))
-            raise ValueError(f"unknown figure {part!r}; expected names or numbers: {numbered}")
+            raise ValueError(
+                f"unknown figure {part!r}; expected names or numbers: {numbered_figures()}"
+            )
         names.append(name)
     if not names:
-        raise ValueError("no figure named")
+        raise ValueError(f"no figure given; name figures by number or name: {numbered_figures()}")
     return tuple(dict.fromkeys(names))
 
 
@@ -842,14 +852,19 @@ def read_log(run: str | Path) -> TrainingCurve:
     path = path if path.name == "log.csv" else path / "log.csv"
     if not path.is_file():
         raise ValueError(f"{path.parent} has no log.csv: is it a training run directory?")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = sorted(set(_LOG_COLUMNS) - set(reader.fieldnames or ()))
-        if missing:
-            raise ValueError(f"{path} lacks the column(s) {missing}")
-        rows = [_log_row(row, path, i) for i, row in enumerate(reader, 2)]
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = sorted(set(_LOG_COLUMNS) - set(reader.fieldnames or ()))
+            if missing:
+                raise ValueError(f"{path} lacks the column(s) {missing}")
+            rows = [_log_row(row, path, i) for i, row in enumerate(reader, 2)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path} is not a CSV log ({error})") from None
     table = torch.tensor(rows, dtype=torch.float64).reshape(-1, len(_LOG_COLUMNS))  # (R, 5)
     table = table[~table[:, 1:].isnan().all(1)]  # drop validation-only rows
+    if not len(table):
+        raise ValueError(f"{path} holds no logged training step")
     return TrainingCurve(_run_label(path.parent), path, *table.T)
 
 
@@ -1320,8 +1335,8 @@ def write_figures(
     check_figures(names, embeddings=embeddings is not None, logs=bool(logs))
     settings = _Settings(
         _check_dims(dims),
-        _check_int("draws", draws, 2),
-        int(seed),
+        _check_int("draws", draws, 2, MAX_DRAWS),
+        _check_int("seed", seed, 0, 2**63 - 1),
         embeddings,
         embeddings_name,
         tuple(Path(p) for p in logs),

@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from sampling_matters.config import TrainConfig, field_types, read_yaml
 from sampling_matters.data.packages import PackageDownloadError, ToolNotFoundError
-from sampling_matters.runs import RunInUseError, check_output
+from sampling_matters.runs import RunInUseError, check_folder, check_output
 
 __all__ = ["main"]
 
@@ -72,7 +72,9 @@ _USER_ERRORS = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     prefix = f"sampling-matters {args.command}"
     try:
         with warnings.catch_warnings():
@@ -120,12 +122,30 @@ def _interrupted(stop: KeyboardInterrupt) -> str:
     return "interrupted"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _path(text: str) -> Path:
+    """A path argument; an empty one is a usage error."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty")
+    return Path(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line, ``PROG: error: … (see PROG --help)``."""
+
+    commands: dict[str, _Parser]
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="sampling-matters",
         description="Deep embedding learning with distance weighted sampling (Wu et al., 2017).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.commands = {}
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, build in (
         ("prepare", _prepare_parser),
         ("train", _train_parser),
@@ -135,15 +155,15 @@ def _parser() -> argparse.ArgumentParser:
         ("figures", _figures_parser),
         ("ablate", _ablate_parser),
     ):
-        build(
-            commands.add_parser(
-                name,
-                help=(build.__doc__ or "").strip().splitlines()[0],
-                description=(build.__doc__ or "").strip(),
-                epilog=f"example:\n  {EXAMPLES[name]}",
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-            )
+        command = commands.add_parser(
+            name,
+            help=(build.__doc__ or "").strip().splitlines()[0],
+            description=(build.__doc__ or "").strip(),
+            epilog=f"example:\n  {EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        build(command)
+        parser.commands[name] = command
     return parser
 
 
@@ -154,7 +174,7 @@ def _prepare_parser(parser: argparse.ArgumentParser) -> None:
     """Fetch and build an offline data set (emoji, kanji, fashion-mnist) into the cache."""
     parser.add_argument("name", choices=("emoji", "kanji", "fashion-mnist"))
     parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="default ~/.cache/sampling-matters"
+        "--cache-dir", type=_path, default=None, help="default ~/.cache/sampling-matters"
     )
     parser.set_defaults(handler=_prepare)
 
@@ -162,6 +182,8 @@ def _prepare_parser(parser: argparse.ArgumentParser) -> None:
 def _prepare(args: argparse.Namespace) -> int:
     from sampling_matters.data.offline import prepare
 
+    if args.cache_dir is not None:
+        check_folder(args.cache_dir, "--cache-dir")
     path = prepare(args.name, cache_dir=args.cache_dir)
     print(path)
     return 0
@@ -179,10 +201,10 @@ def _train_parser(parser: argparse.ArgumentParser) -> None:
     Ctrl-C stops at the next step, writes last.pt and prints the resume command.
     """
     parser.description = inspect.cleandoc(_train_parser.__doc__ or "")
-    parser.add_argument("--config", type=Path, help="YAML file of defaults (keys = flag names)")
+    parser.add_argument("--config", type=_path, help="YAML file of defaults (keys = flag names)")
     parser.add_argument(
         "--resume",
-        type=Path,
+        type=_path,
         metavar="RUN",
         help="continue the run RUN from its last.pt, with its config.yaml",
     )
@@ -202,12 +224,18 @@ def _add_setting_flags(parser: argparse.ArgumentParser, exclude: Sequence[str] =
             flag, default = "--" + f.name.replace("_", "-"), getattr(section, f.name)
             kind = next((a for a in typing.get_args(kinds[f.name]) if a is not type(None)), None)
             if isinstance(default, bool):
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+                parser.add_argument(
+                    flag,
+                    action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help=f.metadata.get("help"),
+                )
             elif isinstance(default, tuple):
                 parser.add_argument(flag, type=float, nargs="*", default=None)
             else:
                 kind = kind or kinds[f.name]  # X | None gives X
-                parser.add_argument(flag, type=kind, default=None, help=f"default {default!r}")
+                text = f.metadata.get("help", f"default {default!r}")
+                parser.add_argument(flag, type=kind, default=None, help=text)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -258,9 +286,18 @@ def _flag_settings(args: argparse.Namespace, exclude: Sequence[str] = ()) -> dic
 
 def _eval_parser(parser: argparse.ArgumentParser) -> None:
     """Print the test metrics of a run's best model as JSON."""
-    parser.add_argument("run", type=Path)
+    parser.add_argument("run", type=_path)
     parser.add_argument("--data", help="data spec to evaluate on (default: the run's)")
+    _add_skip_flag(parser)
     parser.set_defaults(handler=_eval)
+
+
+def _add_skip_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave unreadable image files out, with a warning (else: an error naming them)",
+    )
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -268,17 +305,19 @@ def _eval(args: argparse.Namespace) -> int:
     from sampling_matters.training import load_run
 
     model, config = load_run(args.run)
-    embeddings, labels, _ = _embed_split(model, args.data or config.data.data, "test", config)
+    spec = config.data.data if args.data is None else args.data
+    embeddings, labels, _ = _embed_split(model, spec, "test", config, args.skip_bad_images)
     print(json.dumps(evaluate(embeddings, labels), indent=2))
     return 0
 
 
 def _embed_parser(parser: argparse.ArgumentParser) -> None:
     """Embed a data set with a run's best model and save embeddings, labels and items."""
-    parser.add_argument("run", type=Path)
+    parser.add_argument("run", type=_path)
     parser.add_argument("--data", required=True, help="data spec, e.g. kanji or folder:PATH")
     parser.add_argument("--split", default="test", choices=("train", "test", "all"))
-    parser.add_argument("--out", type=Path, required=True, help="file to write (torch.save)")
+    parser.add_argument("--out", type=_path, required=True, help="file to write (torch.save)")
+    _add_skip_flag(parser)
     parser.set_defaults(handler=_embed)
 
 
@@ -288,7 +327,9 @@ def _embed(args: argparse.Namespace) -> int:
 
     check_output(args.out, "--out")
     model, config = load_run(args.run)
-    embeddings, labels, items = _embed_split(model, args.data, args.split, config)
+    embeddings, labels, items = _embed_split(
+        model, args.data, args.split, config, args.skip_bad_images
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_embeddings(args.out, embeddings, labels, items)
     print(f"{len(items)} embeddings of dimension {embeddings.shape[1]} -> {args.out}")
@@ -296,19 +337,23 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _embed_split(
-    model: Any, spec: str, split: str, config: TrainConfig
+    model: Any, spec: str, split: str, config: TrainConfig, skip_bad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The embeddings, labels and item names of a split, every image file checked first."""
     from sampling_matters import data
     from sampling_matters.data.transforms import eval_transform
-    from sampling_matters.training import embed_dataset, load_checked
+    from sampling_matters.training import embed_dataset, image_kind, load_checked
 
-    dataset = load_checked(spec, split, skip_bad=config.data.skip_bad_images, progress=True)
+    if not spec.strip():
+        raise ValueError("--data is empty: give a data spec such as kanji or folder:PATH")
+    spec = data.absolute(spec)
+    dataset = load_checked(spec, split, skip_bad=skip_bad, progress=True)
+    kind = image_kind(config, dataset)
     size = config.data.image_size or model.input_size
-    dataset = dataset.with_transform(
-        eval_transform(
-            dataset.kind, size, normalization=model.normalization, channels=model.channels
-        )
+    transform = eval_transform(
+        kind, size, normalization=model.normalization, channels=model.channels
     )
+    dataset = dataset.with_kind(kind).with_transform(transform)
     embeddings, labels = embed_dataset(model, dataset, device=torch.device("cpu"))
     return embeddings, labels, data.item_names(spec, split, dataset)
 
@@ -318,13 +363,13 @@ def _embed_split(
 
 def _search_parser(parser: argparse.ArgumentParser) -> None:
     """Find the nearest gallery items of query images; print them and draw a contact sheet."""
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--gallery", type=Path, required=True, help="a file written by embed")
+    parser.add_argument("run", type=_path)
+    parser.add_argument("--gallery", type=_path, required=True, help="a file written by embed")
     queries = parser.add_mutually_exclusive_group(required=True)
     queries.add_argument("--query", nargs="+", help="image files or gallery item names")
     queries.add_argument("--random-queries", type=int, help="this many gallery items as queries")
     parser.add_argument("-k", type=int, default=10, help="neighbours per query")
-    parser.add_argument("--sheet", type=Path, default=Path("search.png"), help="contact sheet PNG")
+    parser.add_argument("--sheet", type=_path, default=Path("search.png"), help="contact sheet PNG")
     parser.set_defaults(handler=_search)
 
 
@@ -341,6 +386,7 @@ def _search(args: argparse.Namespace) -> int:
     gallery = load_embeddings(args.gallery)
     model, config = load_run(args.run)
     queries = args.query or random_queries(gallery, args.random_queries)
+    _check_sheet_is_no_image(args.sheet, [*queries, *(gallery.items or [])])
     results = search(model, config, gallery, queries, args.k, args.sheet)
     for query, neighbours in zip(queries, results, strict=True):
         print(query)
@@ -350,12 +396,19 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sheet_is_no_image(sheet: Path, images: Sequence[str]) -> None:
+    """Refuse a contact sheet path that is one of the query or gallery images."""
+    target = sheet.resolve()
+    if any(Path(image).resolve() == target for image in images if image.strip()):
+        raise ValueError(f"--sheet {sheet} is one of the query or gallery images: choose another")
+
+
 # ---------------------------------------------------------------------------- figures
 
 
 def _figures_parser(parser: argparse.ArgumentParser) -> None:
     """Draw the paper's analyses, each as NAME.png and the data behind it as NAME.csv."""
-    parser.add_argument("--out", type=Path, required=True, help="folder for the files")
+    parser.add_argument("--out", type=_path, required=True, help="folder for the files")
     parser.add_argument(
         "--only",
         help="figures by number or name: 1 sphere_distances, 2 sampled_distances, "
@@ -369,12 +422,14 @@ def _figures_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw (%(default)s)")
     trained = parser.add_mutually_exclusive_group()
-    trained.add_argument("--run", type=Path, help="add a panel of this run's embedding to fig. 2")
-    trained.add_argument("--embeddings", type=Path, help="the same from a file written by embed")
+    trained.add_argument("--run", type=_path, help="add a panel of this run's embedding to fig. 2")
+    trained.add_argument("--embeddings", type=_path, help="the same from a file written by embed")
     parser.add_argument("--data", help="data spec that --run embeds (default: the run's)")
-    parser.add_argument("--split", default="train", choices=("train", "test", "all"))
     parser.add_argument(
-        "--logs", type=Path, nargs="+", metavar="RUN", help="runs whose log.csv figure 5 draws"
+        "--split", choices=("train", "test", "all"), help="the split --run embeds (default train)"
+    )
+    parser.add_argument(
+        "--logs", type=_path, nargs="+", metavar="RUN", help="runs whose log.csv figure 5 draws"
     )
     parser.set_defaults(handler=_figures)
 
@@ -382,11 +437,12 @@ def _figures_parser(parser: argparse.ArgumentParser) -> None:
 def _figures(args: argparse.Namespace) -> int:
     from sampling_matters import analysis
 
-    if args.data is not None and args.run is None:
-        raise ValueError("--data needs --run RUN, the model that embeds it")
+    if (args.data is not None or args.split is not None) and args.run is None:
+        raise ValueError("--data and --split need --run RUN, the model that embeds them")
+    check_folder(args.out, "--out")
     logs = args.logs or ()
     trained = args.run is not None or args.embeddings is not None
-    figures = analysis.parse_figures(args.only) if args.only else None
+    figures = analysis.parse_figures(args.only) if args.only is not None else None
     if figures is not None:  # check before embedding anything
         analysis.check_figures(figures, embeddings=trained, logs=bool(logs))
     dims = analysis.parse_dims(args.dims)
@@ -418,9 +474,10 @@ def _figure_embeddings(
     from sampling_matters.training import load_run
 
     model, config = load_run(args.run)
-    spec = args.data or config.data.data
-    embeddings, labels, _ = _embed_split(model, spec, args.split, config)
-    return (embeddings, labels), f"{args.run.name}: {args.split} split"
+    spec = config.data.data if args.data is None else args.data
+    split = args.split or "train"
+    embeddings, labels, _ = _embed_split(model, spec, split, config)
+    return (embeddings, labels), f"{args.run.name}: {split} split"
 
 
 # ----------------------------------------------------------------------------- ablate
@@ -441,8 +498,8 @@ def _ablate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samplings", default=",".join(DEFAULT_SAMPLINGS), help="comma-separated")
     parser.add_argument("--seeds", default="3", help="S (seeds 0..S-1) or a list like 0,4,7")
     parser.add_argument("--steps", type=int, required=True, help="training steps of every run")
-    parser.add_argument("--out", type=Path, required=True, help="the ablation's directory")
-    parser.add_argument("--config", type=Path, help="YAML file of shared settings")
+    parser.add_argument("--out", type=_path, required=True, help="the ablation's directory")
+    parser.add_argument("--config", type=_path, help="YAML file of shared settings")
     parser.add_argument(
         "--with-pml",
         action="store_true",

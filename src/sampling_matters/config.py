@@ -20,21 +20,25 @@ Example:
 from __future__ import annotations
 
 import itertools
-import math
+import numbers
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sampling_matters.losses import LOSSES
 from sampling_matters.sampling import SAMPLINGS
 
 __all__ = [
+    "AUGMENTS",
     "NEUTRAL_KEYS",
     "RECORD_KEYS",
+    "SELECTIONS",
     "DataConfig",
     "LossConfig",
     "ModelConfig",
@@ -52,6 +56,20 @@ on resume (a run directory may move)."""
 RECORD_KEYS = ("skipped_images",)
 """Keys of a run's ``config.yaml`` that record what happened, not settings: read past."""
 
+MAX_STEPS = 10**9
+"""The most steps (or epochs) a run may ask for."""
+
+MAX_IMAGE_SIZE = 4096
+"""The largest ``image_size`` (pixels on a side)."""
+
+AUGMENTS = ("auto", "photo", "glyph", "none")
+"""``augment``: photos get random resized crops and flips, glyphs a small affine jitter
+(never a flip), ``none`` no augmentation; ``auto`` takes the data set's kind of image."""
+
+SELECTIONS = ("map@r", "recall@1", "last")
+"""``select``: which model ``best.pt`` keeps: the best by a validation metric (the later
+on a tie), or the last; without a validation split, always the last."""
+
 
 @dataclass
 class DataConfig:
@@ -59,11 +77,25 @@ class DataConfig:
 
     data: str = "kanji"
     image_size: int | None = None  # the model's own size when None
-    classes_per_batch: int = 20
-    samples_per_class: int = 4
-    val_fraction: float = 0.1  # training classes held out for validation
+    augment: str = field(
+        default="auto",
+        metadata={
+            "help": "photo (random resized crops, flips), glyph (a small affine jitter, no "
+            "flip), none, or auto (default): the data set's kind; an image folder's is "
+            "inferred (small single-channel images on a plain background are glyphs)"
+        },
+    )
+    classes_per_batch: int = 16
+    samples_per_class: int = 5
+    val_fraction: float = field(
+        default=0.0,
+        metadata={"help": "training classes held out for validation (default 0: none)"},
+    )
     workers: int = 0
-    skip_bad_images: bool = False  # leave unreadable image files out (else: an error)
+    skip_bad_images: bool = field(
+        default=False,
+        metadata={"help": "leave unreadable image files out, with a warning (else: an error)"},
+    )
 
 
 @dataclass
@@ -99,7 +131,13 @@ class OptimConfig:
     steps: int | None = None
     epochs: int | None = None
     lr: float = 1e-3
-    backbone_lr: float = 1e-4
+    backbone_lr: float | None = field(
+        default=None,
+        metadata={
+            "help": "the backbone's learning rate; default: lr for a backbone trained from "
+            "scratch (small-cnn, --no-pretrained), lr / 10 for pretrained weights"
+        },
+    )
     beta_lr: float = 1e-2
     weight_decay: float = 1e-4
     lr_decay: float = 0.1
@@ -111,6 +149,13 @@ class RunConfig:
     """Where the run goes and how it is watched."""
 
     out: str = "runs/run"
+    select: str = field(
+        default="map@r",
+        metadata={
+            "help": "with a validation split, best.pt keeps the best model by validation "
+            "map@r (default) or recall@1, or the last; without one, always the last"
+        },
+    )
     seed: int = 0
     device: str = "auto"
     log_every: int = 50
@@ -161,10 +206,25 @@ class TrainConfig:
         }
 
     def check(self) -> None:
-        """Raise ``ValueError`` on settings that cannot train, naming the key."""
+        """Raise ``ValueError`` on settings that cannot train, naming the key.
+
+        Every field is first checked against its type (and converted: an int where a
+        float is expected, a path for ``out``), so fields set directly are held to the
+        same rules as :meth:`from_flat`'s.
+        """
+        kinds = field_types()
+        for name, kind in zip(_SECTIONS, _SECTION_TYPES, strict=True):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"TrainConfig.{name} must be a {kind.__name__}")
+        for section in self.sections():
+            for f in fields(section):
+                setattr(section, f.name, _typed(f.name, getattr(section, f.name), kinds[f.name]))
         for check in (_check_data, _check_model, _check_loss, _check_optim, _check_run):
             check(self)
 
+
+_SECTIONS = ("data", "model", "loss", "optim", "run")
+_SECTION_TYPES = (DataConfig, ModelConfig, LossConfig, OptimConfig, RunConfig)
 
 # ------------------------------------------------------------------------------- types
 
@@ -183,11 +243,24 @@ def _typed(key: str, value: Any, kind: Any) -> Any:
     if optional and value is None:
         return None
     base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
+    if key == "out" and isinstance(value, os.PathLike):
+        value = os.fspath(value)
     converted = _convert(value, base)
     if converted is _INVALID:
         expected = _DESCRIPTIONS.get(base, str(base)) + (" or null" if optional else "")
-        raise ValueError(f"setting {key!r} must be {expected}, got {value!r}")
+        raise ValueError(f"setting {key!r} must be {expected}, got {value!r}{_hint(value, base)}")
     return converted
+
+
+def _hint(value: Any, kind: Any) -> str:
+    """A hint for a number that YAML read as text (``1e-3``: YAML wants ``1.0e-3``)."""
+    if kind is float and isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return f" (text: in YAML write a number with a dot, such as {float(value)!r})"
+    return ""
 
 
 _INVALID = object()
@@ -206,11 +279,12 @@ def _is_optional(kind: Any) -> bool:
 
 def _convert(value: Any, kind: Any) -> Any:
     if kind is bool:
-        return value if isinstance(value, bool) else _INVALID
+        return value if isinstance(value, (bool, np.bool_)) else _INVALID
     if kind is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+        return int(value) if whole else _INVALID
     if kind is float:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
         return float(value) if number else _INVALID
     if kind is str:
         return value if isinstance(value, str) else _INVALID
@@ -228,29 +302,32 @@ def _require(ok: bool, key: str, expected: str, value: Any) -> None:
         raise ValueError(f"setting {key!r} must be {expected}, got {value!r}")
 
 
-def _positive_finite(key: str, value: float) -> None:
-    _require(math.isfinite(value) and value > 0, key, "a finite number > 0", value)
+def _within(
+    key: str, value: float | None, low: float, high: float, *, open_low: bool = False
+) -> None:
+    """``value`` (when not None) in [low, high], or (low, high] with ``open_low``."""
+    if value is None:
+        return
+    above = value > low if open_low else value >= low
+    bracket = "(" if open_low else "["
+    _require(above and value <= high, key, f"in {bracket}{low:g}, {high:g}]", value)
 
 
 def _check_data(config: TrainConfig) -> None:
     data = config.data
     _require(bool(data.data.strip()), "data", "a data spec such as kanji or folder:PATH", data.data)
-    size = data.image_size
-    _require(size is None or size >= 1, "image_size", "an integer >= 1 or null", size)
-    _require(
-        data.classes_per_batch >= 2, "classes_per_batch", "an integer >= 2", data.classes_per_batch
-    )
-    _require(
-        data.samples_per_class >= 2, "samples_per_class", "an integer >= 2", data.samples_per_class
-    )
+    _within("image_size", data.image_size, 1, MAX_IMAGE_SIZE)
+    _within("classes_per_batch", data.classes_per_batch, 2, 100_000)
+    _within("samples_per_class", data.samples_per_class, 2, 100_000)
     _require(0 <= data.val_fraction < 1, "val_fraction", "in [0, 1)", data.val_fraction)
-    _require(data.workers >= 0, "workers", "an integer >= 0", data.workers)
+    _within("workers", data.workers, 0, 64)
+    _require(data.augment in AUGMENTS, "augment", " or ".join(AUGMENTS), data.augment)
 
 
 def _check_model(config: TrainConfig) -> None:
     model = config.model
-    _require(model.embedding_dim >= 1, "embedding_dim", "an integer >= 1", model.embedding_dim)
-    _require(model.frozen_stages >= 0, "frozen_stages", "an integer >= 0", model.frozen_stages)
+    _within("embedding_dim", model.embedding_dim, 2, 65_536)  # a sphere needs D >= 2
+    _within("frozen_stages", model.frozen_stages, 0, 1_000)
     frozen = model.freeze_backbone or model.frozen_stages > 0
     if model.cache_features and not frozen:
         raise ValueError(
@@ -267,8 +344,8 @@ def _check_loss(config: TrainConfig) -> None:
         raise ValueError(f"unknown loss {loss.loss!r}; expected one of {sorted(LOSSES)}")
     if loss.sampling not in SAMPLINGS:
         raise ValueError(f"unknown sampling {loss.sampling!r}; expected one of {sorted(SAMPLINGS)}")
-    _positive_finite("beta", loss.beta)
-    _require(math.isfinite(loss.nu) and loss.nu >= 0, "nu", "a finite number >= 0", loss.nu)
+    _within("beta", loss.beta, 0, 2, open_low=True)  # a boundary between distances in [0, 2]
+    _within("nu", loss.nu, 0, 100)
     if (loss.beta_per_class or loss.beta_per_image) and loss.loss != "margin":
         raise ValueError("beta_per_class / beta_per_image belong to the margin loss")
 
@@ -277,15 +354,12 @@ def _check_optim(config: TrainConfig) -> None:
     optim = config.optim
     if (optim.steps is None) == (optim.epochs is None):
         raise ValueError("give exactly one of steps and epochs")
-    budget = "steps" if optim.steps is not None else "epochs"
-    _require(
-        (optim.steps or optim.epochs or 0) >= 1, budget, "an integer >= 1", getattr(optim, budget)
-    )
+    _within("steps", optim.steps, 1, MAX_STEPS)
+    _within("epochs", optim.epochs, 1, MAX_STEPS)
     for key in ("lr", "backbone_lr", "beta_lr"):
-        _positive_finite(key, getattr(optim, key))
-    decay = optim.weight_decay
-    _require(math.isfinite(decay) and decay >= 0, "weight_decay", "a finite number >= 0", decay)
-    _require(0 < optim.lr_decay <= 1, "lr_decay", "in (0, 1]", optim.lr_decay)
+        _within(key, getattr(optim, key), 0, 10, open_low=True)
+    _within("weight_decay", optim.weight_decay, 0, 1)
+    _within("lr_decay", optim.lr_decay, 0, 1, open_low=True)
     at = optim.lr_decay_at
     fractions = all(0 < f < 1 for f in at) and all(a < b for a, b in itertools.pairwise(at))
     _require(fractions, "lr_decay_at", "increasing fractions of the run, each in (0, 1)", list(at))
@@ -295,8 +369,9 @@ def _check_run(config: TrainConfig) -> None:
     run = config.run
     _require(bool(run.out.strip()), "out", "a folder for the run, such as runs/my-run", run.out)
     _require(0 <= run.seed < 2**63, "seed", "an integer in [0, 2**63)", run.seed)
-    _require(run.log_every >= 1, "log_every", "an integer >= 1", run.log_every)
-    _require(run.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1", run.eval_batch_size)
+    _within("log_every", run.log_every, 1, MAX_STEPS)
+    _require(run.select in SELECTIONS, "select", " or ".join(SELECTIONS), run.select)
+    _within("eval_batch_size", run.eval_batch_size, 1, 1_000_000)
     check_device(run.device)
 
 
@@ -335,18 +410,24 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not YAML, not a mapping, or one setting given in two spellings.
+        ValueError: not a regular file, not YAML, not a mapping, or one setting given
+            twice (the same key, or with ``-`` and with ``_``).
     """
     import yaml
 
+    if not str(path).strip():
+        raise ValueError("the settings file's path is empty")
+    if not path.exists():
+        raise FileNotFoundError(f"settings file {path} is missing")
     if not path.is_file():
-        what = "a folder, not a YAML file" if path.is_dir() else "missing"
-        raise FileNotFoundError(f"settings file {path} is {what}")
+        raise ValueError(f"settings file {path} is not a regular file")
     try:
         with path.open(encoding="utf-8") as handle:
-            loaded = yaml.safe_load(handle)
+            loaded = yaml.load(handle, Loader=_StrictLoader)  # a SafeLoader: plain data only
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not a valid YAML file: {error}") from None
+        raise ValueError(
+            f"{path} is not a valid YAML file: {' '.join(str(error).split())}"
+        ) from None
     loaded = {} if loaded is None else loaded
     if not isinstance(loaded, dict):
         raise ValueError(f"{path} must hold a mapping of setting names to values")
@@ -357,3 +438,25 @@ def read_yaml(path: Path) -> dict[str, Any]:
             raise ValueError(f"{path}: setting {name!r} is given twice (with '-' and with '_')")
         settings[name] = value
     return {k: v for k, v in settings.items() if k not in RECORD_KEYS}
+
+
+def _strict_loader() -> Any:
+    """``yaml.SafeLoader`` that refuses a mapping holding one key twice."""
+    import yaml
+
+    class Strict(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Strict
+
+
+_StrictLoader = _strict_loader()

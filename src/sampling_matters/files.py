@@ -77,6 +77,8 @@ def load(path: Path, what: str) -> Any:
 
 def _load_failure(path: Path, what: str, error: BaseException) -> str:
     message = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        return f"{what} {path} cannot be read ({error.strerror.lower()})"
     if "Weights only load failed" in message and "GLOBAL" in message:
         return (
             f"refused to load {what} {path}: it holds Python objects other than tensors and "
@@ -88,18 +90,20 @@ def _load_failure(path: Path, what: str, error: BaseException) -> str:
             f"refused to load {what} {path}: it is not a torch file of tensors and plain data "
             "(a damaged file, or a pickle of another kind)"
         )
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"{what} {path} is truncated, corrupted or not a torch file ({reason[:200]})"
+    reason = " ".join(message.split()) or type(error).__name__
+    reason = reason if len(reason) <= 300 else reason[:299] + "…"
+    return f"{what} {path} is truncated, corrupted or not a torch file ({reason})"
 
 
 def load_mapping(path: Path, what: str, keys: Sequence[str]) -> dict[str, Any]:
     """:func:`load` a file that must hold a dict with ``keys``; a ValueError names what lacks."""
     loaded = load(path, what)
+    kind = f"{'an' if what[:1] in 'aeiou' else 'a'} {what}"
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path} is not a {what}: it holds a {type(loaded).__name__}, not a dict")
+        raise ValueError(f"{path} is not {kind}: it holds a {type(loaded).__name__}, not a dict")
     missing = [key for key in keys if key not in loaded]
     if missing:
-        raise ValueError(f"{path} is not a {what}: it lacks {', '.join(map(repr, missing))}")
+        raise ValueError(f"{path} is not {kind}: it lacks {', '.join(map(repr, missing))}")
     return loaded
 
 
@@ -116,6 +120,11 @@ class EmbeddingFile:
     embeddings: Tensor
     labels: Tensor
     items: list[str] | None
+
+
+def _dense(x: object) -> bool:
+    """A tensor with values in memory: not sparse, not a meta tensor."""
+    return isinstance(x, Tensor) and x.layout == torch.strided and x.device.type != "meta"
 
 
 def save_embeddings(
@@ -135,14 +144,16 @@ def load_embeddings(path: Path) -> EmbeddingFile:
         FileNotFoundError: no such file.
         ValueError: the file is not an embedding file; the message says what is wrong.
     """
-    what = "embedding file (written by `sampling-matters embed`)"
+    what = "embedding file (as `sampling-matters embed` writes)"
     saved = load_mapping(path, what, ("embeddings", "labels"))
     embeddings, labels, items = saved["embeddings"], saved["labels"], saved.get("items")
-    if not isinstance(embeddings, Tensor) or embeddings.dim() != 2 or len(embeddings) == 0:
-        raise ValueError(f"{path}: 'embeddings' must be a non-empty (N, D) tensor")
+    if not _dense(embeddings) or embeddings.dim() != 2 or len(embeddings) == 0:
+        raise ValueError(f"{path}: 'embeddings' must be a non-empty dense (N, D) tensor")
     if not embeddings.is_floating_point() or not bool(torch.isfinite(embeddings).all()):
         raise ValueError(f"{path}: 'embeddings' must be finite floating-point values")
-    if not isinstance(labels, Tensor) or labels.shape != (len(embeddings),):
+    if not bool((embeddings.norm(dim=1) > 0).all()):
+        raise ValueError(f"{path}: 'embeddings' holds all-zero rows, which have no direction")
+    if not _dense(labels) or labels.shape != (len(embeddings),):
         raise ValueError(f"{path}: 'labels' must be an (N,) tensor, one label per embedding")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"{path}: 'labels' must be integer class ids, got {labels.dtype}")

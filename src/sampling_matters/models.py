@@ -51,6 +51,7 @@ __all__ = [
     "SmallCNN",
     "build_model",
     "efficientnet_lite0_weights_path",
+    "from_scratch",
 ]
 
 MODELS: tuple[str, ...] = ("small-cnn", "efficientnet-lite0", "resnet50")
@@ -397,6 +398,7 @@ class _Spec(NamedTuple):
     min_input_size: int
     channels: int
     normalization: Normalization
+    has_weights: bool  # pretrained weights exist (else it is always trained from scratch)
 
 
 def _import_optional(module: str, extra: str, model: str) -> ModuleType:
@@ -480,10 +482,24 @@ def _build_resnet50(pretrained: bool, weights: WeightsPath | None) -> nn.Module:
 
 
 _SPECS: dict[str, _Spec] = {
-    "small-cnn": _Spec(_build_small_cnn, 256, 32, 16, 1, UNIT),
-    "efficientnet-lite0": _Spec(_build_efficientnet_lite0, 1280, 224, 32, 3, EFFICIENTNET_LITE),
-    "resnet50": _Spec(_build_resnet50, 2048, 224, 32, 3, IMAGENET),
+    "small-cnn": _Spec(_build_small_cnn, 256, 32, 16, 1, UNIT, False),
+    "efficientnet-lite0": _Spec(
+        _build_efficientnet_lite0, 1280, 224, 32, 3, EFFICIENTNET_LITE, True
+    ),
+    "resnet50": _Spec(_build_resnet50, 2048, 224, 32, 3, IMAGENET, True),
 }
+
+
+def from_scratch(name: str, pretrained: bool) -> bool:
+    """Whether the backbone ``name`` starts untrained (no weights, or ``pretrained=False``).
+
+    Example:
+        >>> from_scratch("small-cnn", True), from_scratch("resnet50", True)
+        (True, False)
+    """
+    if name not in _SPECS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    return not (pretrained and _SPECS[name].has_weights)
 
 
 def _check_positive(name: str, value: int) -> None:

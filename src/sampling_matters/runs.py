@@ -4,9 +4,10 @@ A run directory holds :data:`RUN_FILES`. While a training writes them it holds t
 file ``.lock`` (its process id); a second training into the same folder is refused
 while that process lives, and a lock left by a dead process is taken over. A start
 never changes an existing run unless asked: ``resume`` continues it, ``overwrite``
-replaces it (its files are removed only once the new run has loaded its data and
-model). Temporary files that a kill during a save left behind are removed when the run
-next starts.
+replaces it. A new start sets the files it replaces aside (``.replaced/``) until its
+first checkpoint, and puts them back if it fails before: a start that fails leaves the
+folder as it found it. Temporary files that a kill during a save left behind are
+removed when the run next starts.
 
 Example:
     >>> import tempfile
@@ -21,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from types import TracebackType
 
@@ -31,11 +33,14 @@ __all__ = [
     "RUN_FILES",
     "RunInUseError",
     "RunLock",
+    "check_folder",
     "check_output",
     "check_start",
+    "discard",
     "holds_run",
+    "put_back",
     "remove_orphans",
-    "remove_run_files",
+    "set_aside",
 ]
 
 RUN_FILES = (
@@ -56,9 +61,17 @@ class RunInUseError(RuntimeError):
     """Another live process is training into the run directory."""
 
 
+TRAINED = ("best.pt", "last.pt", "metrics.json")
+"""A folder with one of these holds a run that trained (a start that failed before its
+first checkpoint leaves at most ``config.yaml`` and ``log.csv``, which it removes)."""
+
+ASIDE = ".replaced"
+"""Where a start keeps the files it replaces until its first checkpoint."""
+
+
 def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` holds (part of) a training run."""
-    return any((folder / name).exists() for name in RUN_FILES)
+    """Whether ``folder`` holds a run that trained (a checkpoint or its metrics)."""
+    return any((folder / name).exists() for name in TRAINED)
 
 
 def check_start(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -73,6 +86,7 @@ def check_start(out: Path, *, resume: bool, overwrite: bool) -> None:
         raise ValueError("resume and overwrite contradict each other: choose one")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file, not a run directory")
+    check_folder(out, "the run directory")
     holder = _lock_holder(out / LOCK)
     if holder is not None:
         raise RunInUseError(_in_use(out, holder))
@@ -82,35 +96,91 @@ def check_start(out: Path, *, resume: bool, overwrite: bool) -> None:
             f"{out} already holds a run ({found}); continue it with --resume {out}, "
             "replace it with --overwrite, or choose another --out"
         )
+    if resume and not (out / "last.pt").exists() and holds_run(out):
+        raise ValueError(
+            f"{out} has no last.pt to resume from, and resuming would start it again and "
+            "replace its best.pt and metrics.json; replace it with --overwrite instead"
+        )
 
 
 def check_output(path: Path, what: str) -> None:
-    """Refuse to write ``path`` when it is a folder or one of a run's own files.
+    """Refuse to write ``path`` unless it is a new or regular file outside a run's own.
 
     Args:
         path: the file a command is about to write.
         what: how the message names it (``"--out"``, ``"--sheet"``).
+
+    Raises:
+        ValueError: ``path`` is empty, a folder, a link, a device or pipe, inside a
+            "folder" that is a file, or one of a run's own files.
     """
+    if not str(path).strip():
+        raise ValueError(f"{what} is empty: give a file name")
     if path.is_dir():
         raise ValueError(f"{what} {path} is a folder: give a file name")
-    if path.name in (*RUN_FILES, LOCK) and holds_run(path.resolve().parent):
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ValueError(f"{what} {path} is not a regular file (a link, a device or a pipe)")
+    check_folder(path.parent, what)
+    if path.name in (*RUN_FILES, LOCK) and (path.parent / "config.yaml").exists():
         raise ValueError(
             f"{what} {path} would overwrite the run's own {path.name}: choose another file name"
         )
 
 
+def check_folder(folder: Path, what: str) -> None:
+    """Refuse a folder to write into when it, or one above it, is a file."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what}: {parent} is a file, not a folder")
+            return
+
+
 def remove_orphans(out: Path) -> list[Path]:
-    """Remove the temporaries of run files left by a kill during a save; returns them."""
+    """Clear what a killed process left: temporaries of its saves, and set-aside files.
+
+    Files set aside by a start that was killed before its first checkpoint are put
+    back (that start never became a run); set aside by one that checkpointed, they go.
+    Call it while holding the lock. Returns the temporaries removed.
+    """
     orphans = [tmp for name in RUN_FILES for tmp in out.glob(f".{name}.*") if tmp.is_file()]
     for tmp in orphans:
         tmp.unlink(missing_ok=True)
+    if (out / ASIDE).is_dir() and (out / "last.pt").exists():
+        discard(out)
+    elif (out / ASIDE).is_dir():
+        put_back(out)
     return orphans
 
 
-def remove_run_files(out: Path) -> None:
-    """Remove a run's own files from ``out`` (for ``overwrite``); other files stay."""
+def set_aside(out: Path) -> None:
+    """Move the run files in ``out`` to ``out/.replaced/`` for a new start to replace.
+
+    They stay there until the new run's first checkpoint (:func:`discard`), or come back
+    if it fails before (:func:`put_back`).
+    """
+    aside = out / ASIDE
+    aside.mkdir(exist_ok=True)
+    for name in RUN_FILES:
+        if (out / name).exists():
+            os.replace(out / name, aside / name)
+
+
+def put_back(out: Path) -> None:
+    """Undo a failed start: remove the files it wrote, move the set-aside ones back."""
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
+    aside = out / ASIDE
+    if aside.is_dir():
+        for name in RUN_FILES:
+            if (aside / name).exists():
+                os.replace(aside / name, out / name)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def discard(out: Path) -> None:
+    """The new run has its first checkpoint: drop the files it replaced."""
+    shutil.rmtree(out / ASIDE, ignore_errors=True)
 
 
 class RunLock:

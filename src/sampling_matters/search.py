@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,11 @@ def search(
             a query that is neither an image file nor an item name.
     """
     items = _items(gallery)
+    if len(items) < 2:
+        raise ValueError(f"the gallery holds {len(items)} item; search needs at least 2")
     if not 1 <= k < len(items):
         raise ValueError(f"k must be in [1, {len(items) - 1}] (the gallery's size - 1), got {k}")
-    kind: Kind = "glyph" if model.channels == 1 else "photo"
+    kind = _kind(config)
     size = config.data.image_size or model.input_size
     transform = eval_transform(
         kind, size, normalization=model.normalization, channels=model.channels
@@ -58,6 +61,8 @@ def search(
     images = [load_item(query, kind) for query in queries]
     with torch.no_grad():
         embedded = model.eval()(torch.stack([transform(image) for image in images]))
+    if not bool(torch.isfinite(embedded).all()):
+        raise ValueError("the run's model gives NaN or Inf embeddings: its weights are damaged")
     if embedded.shape[1] != gallery.embeddings.shape[1]:
         raise ValueError(
             f"the gallery holds {gallery.embeddings.shape[1]}-d embeddings but the run embeds in "
@@ -79,6 +84,14 @@ def search(
     return results
 
 
+def _kind(config: Any) -> Kind:
+    """How the run decodes images: its ``augment`` kind, or its data set's own."""
+    augment: str = config.data.augment
+    if augment in ("photo", "glyph"):
+        return augment  # type: ignore[return-value]
+    return _dataset(config.data.data, "test").kind
+
+
 def _items(gallery: EmbeddingFile) -> list[str]:
     if gallery.items is None:
         raise ValueError(
@@ -89,18 +102,23 @@ def _items(gallery: EmbeddingFile) -> list[str]:
 
 def random_queries(gallery: EmbeddingFile, n: int, seed: int = 0) -> list[str]:
     """``n`` ≥ 1 distinct gallery items drawn at random (seeded), to use as queries."""
-    if n < 1:
-        raise ValueError(f"the number of random queries must be >= 1, got {n}")
     items = _items(gallery)
+    if not 1 <= n <= len(items):
+        raise ValueError(
+            f"the number of random queries must be in [1, {len(items)}] (the gallery's "
+            f"size), got {n}"
+        )
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))
-    return [items[int(i)] for i in order[: min(n, len(items))]]
+    return [items[int(i)] for i in order[:n]]
 
 
 def _open(path: Path, kind: Kind) -> Image.Image:
     try:
-        with Image.open(path) as opened:
-            return opened.convert("RGB" if kind == "photo" else "L")
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                return opened.convert("RGB" if kind == "photo" else "L")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning) as error:
         raise ValueError(f"cannot read the image {path}: {error}") from None
 
 
@@ -109,6 +127,8 @@ def load_item(item: str, kind: Kind) -> Image.Image:
 
     A path that exists is a file even when its name holds ``#``.
     """
+    if not item.strip():
+        raise ValueError("a query is empty: give an image file or an item name")
     if Path(item).is_file():
         return _open(Path(item), kind)
     if item.count("#") < 2:

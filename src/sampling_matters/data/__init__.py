@@ -14,9 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sampling_matters.data.datasets import ImageDataset
+from sampling_matters.data.datasets import ImageDataset, Kind
 
-__all__ = ["OFFLINE", "SPEC_KINDS", "ImageDataset", "item_names", "load"]
+__all__ = [
+    "OFFLINE",
+    "SPEC_KINDS",
+    "ImageDataset",
+    "absolute",
+    "item_names",
+    "kind_reason",
+    "load",
+]
 
 OFFLINE = ("emoji", "kanji", "fashion-mnist")
 """Data sets that ``prepare`` builds from registry packages."""
@@ -52,6 +60,43 @@ def load(spec: str, split: str, *, cache_dir: Path | None = None) -> ImageDatase
             f"with KIND in {list(SPEC_KINDS)} (lfw:PATH is for verification pairs)"
         )
     return _loader(kind)(Path(path).expanduser(), split)
+
+
+def absolute(spec: str) -> str:
+    """``spec`` with its path made absolute (``folder:glyphs`` → ``folder:/home/…/glyphs``).
+
+    A run records it so, and an embedding file's items are absolute paths, so both work
+    from any folder.
+
+    Example:
+        >>> absolute("kanji")
+        'kanji'
+    """
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in (*SPEC_KINDS, "lfw") or not path:
+        return spec
+    return f"{kind}:{Path(path).expanduser().absolute()}"
+
+
+def kind_reason(spec: str, kind: Kind) -> str:
+    """Why the data set ``spec`` holds images of ``kind`` (photo or glyph), in words.
+
+    The offline sets have theirs; an image folder's is inferred from a sample of its
+    files (:func:`sampling_matters.data.folder.infer_kind`); the public benchmarks hold
+    photos.
+
+    Example:
+        >>> kind_reason("kanji", "glyph")
+        'kanji is a set of glyphs'
+    """
+    if spec in OFFLINE:
+        return f"{spec} is a set of {kind}s"
+    prefix = spec.partition(":")[0]
+    if prefix == "folder":
+        from sampling_matters.data.folder import KIND_REASONS
+
+        return KIND_REASONS[kind]
+    return f"{prefix} sets are photos"
 
 
 def _loader(kind: str) -> Callable[[Path, str], ImageDataset]:

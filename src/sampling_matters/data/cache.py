@@ -66,7 +66,7 @@ class BuiltSet:
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The cache folder: ``cache_dir``, else ``$SAMPLING_MATTERS_CACHE``, else the default.
+    """The cache folder (absolute): ``cache_dir``, else ``$SAMPLING_MATTERS_CACHE``, else default.
 
     The default is ``$XDG_CACHE_HOME/sampling-matters``, that is
     ``~/.cache/sampling-matters`` where ``XDG_CACHE_HOME`` is unset. The folder is not
@@ -77,11 +77,11 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         '/data/cache'
     """
     if cache_dir is not None:
-        return Path(cache_dir).expanduser()
+        return Path(cache_dir).expanduser().absolute()
     if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
+        return Path(os.environ[ENV_VAR]).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "sampling-matters"
+    return Path(base).expanduser().absolute() / "sampling-matters"
 
 
 def write_atomic(path: Path, write: Callable[[str], object]) -> None:
@@ -93,10 +93,21 @@ def write_atomic(path: Path, write: Callable[[str], object]) -> None:
     os.close(handle)
     try:
         write(temporary)
+        os.chmod(temporary, 0o666 & ~_UMASK)  # as a plain open() would (mkstemp: 0o600)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _read_umask() -> int:
+    """The process's umask, read once at import (setting it is process-wide)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -107,6 +107,14 @@ class ImageDataset(Dataset[tuple[Tensor, int, int]]):
         copy.transform = transform
         return copy
 
+    def with_kind(self, kind: Kind) -> ImageDataset:
+        """The same images and labels, decoded and augmented as ``kind``."""
+        if kind not in ("photo", "glyph"):
+            raise ValueError(f"kind must be 'photo' or 'glyph', got {kind!r}")
+        copy = self.with_transform(self.transform)
+        copy.kind = kind
+        return copy
+
     def select(self, indices: Sequence[int] | Tensor) -> ImageDataset:
         """The items at ``indices``, labels remapped to the classes that remain."""
         index = torch.as_tensor(indices, dtype=torch.long)

@@ -2,7 +2,9 @@
 
 Classes are the sub-folders of ``PATH``, sorted by name; the zero-shot protocol trains
 on the first ⌈C · train_fraction⌉ classes (the first half by default) and tests on the
-rest, which the model never sees. Images are the files directly inside a class folder
+rest, which the model never sees. Unless told, the kind of image is inferred from a
+sample of the files (:func:`infer_kind`): small single-channel images on a plain
+background are glyphs, anything else photos. Images are the files directly inside a class folder
 with an image extension (jpg, jpeg, png, bmp, gif, webp, tif, tiff; any case), sorted
 by name. Hidden entries (names starting with ``.``) are ignored; a class folder with
 no image is skipped with a warning that names it.
@@ -16,12 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+from PIL import Image
+
 from sampling_matters.data.datasets import ImageDataset, Kind, Transform
 
 __all__ = [
+    "GLYPH_MAX_SIZE",
     "IMAGE_EXTENSIONS",
+    "KIND_REASONS",
     "SPLITS",
     "check_split",
+    "infer_kind",
     "list_images",
     "load_folder",
     "split_classes",
@@ -29,6 +37,9 @@ __all__ = [
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 """File extensions counted as images (compared in lower case)."""
+
+GLYPH_MAX_SIZE = 128
+"""Glyphs are at most this many pixels on their longer side."""
 
 SPLITS = ("train", "test", "all")
 """The class splits: the first part of the classes (train), the rest (test), or all."""
@@ -84,7 +95,7 @@ def load_folder(
     split: str,
     *,
     train_fraction: float = 0.5,
-    kind: Kind = "photo",
+    kind: Kind | None = None,
     transform: Transform | None = None,
 ) -> ImageDataset:
     """Load the classes of ``split`` from a folder with one sub-folder of images per class.
@@ -94,7 +105,9 @@ def load_folder(
         split: ``"train"`` (the first ⌈C · train_fraction⌉ classes by name), ``"test"``
             (the others) or ``"all"``.
         train_fraction: the fraction of classes used for training, in (0, 1).
-        kind: ``"photo"`` or ``"glyph"``, which decides the augmentation.
+        kind: ``"photo"`` or ``"glyph"``, which decides the augmentation; None infers
+            it from the images of all classes (:func:`infer_kind`), the same for every
+            split.
         transform: the dataset's transform (``None``: a [0, 1] tensor).
 
     Returns:
@@ -128,6 +141,8 @@ def load_folder(
             f"with images (train_fraction={train_fraction}); metric learning needs at least 2: "
             "add class folders or change train_fraction"
         )
+    if kind is None:
+        kind = infer_kind([files[0] for _, files in classes])
     images = [image for _, files in chosen for image in files]
     labels = [label for label, (_, files) in enumerate(chosen) for _ in files]
     names = [name for name, _ in chosen]
@@ -155,3 +170,52 @@ def _scan(root: Path) -> list[tuple[str, list[Path]]]:
             stacklevel=3,
         )
     return [(name, files) for name, files in classes if files]
+
+
+def infer_kind(paths: Sequence[Path], sample: int = 32) -> Kind:
+    """Glyph or photo, from up to ``sample`` of ``paths`` (spread evenly).
+
+    The images are glyphs when every readable one of the sample is small (at most
+    :data:`GLYPH_MAX_SIZE` pixels on its longer side), single-channel (grey, or colour
+    with equal channels) and on a plain background (nine tenths of its border within 16
+    grey levels of the border's median); otherwise they are photos
+    (:data:`KIND_REASONS` says so in words).
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> Image.new("L", (32, 32), 255).save(folder / "a.png")
+        >>> Image.new("RGB", (300, 200), "teal").save(folder / "b.png")
+        >>> infer_kind([folder / "a.png"]), infer_kind([folder / "a.png", folder / "b.png"])
+        ('glyph', 'photo')
+    """
+    step = max(1, len(paths) // sample)
+    looks = [_looks_like_glyph(path) for path in list(paths)[::step][:sample]]
+    readable = [look for look in looks if look is not None]
+    return "glyph" if readable and all(readable) else "photo"
+
+
+KIND_REASONS: dict[str, str] = {
+    "glyph": f"its images are small (<= {GLYPH_MAX_SIZE} px), single-channel and on a plain "
+    "background",
+    "photo": f"its images are not all small (<= {GLYPH_MAX_SIZE} px), single-channel and on a "
+    "plain background",
+}
+"""Why :func:`infer_kind` chose a kind, in words."""
+
+
+def _looks_like_glyph(path: Path) -> bool | None:
+    """Whether one image looks like a glyph; None when it cannot be read."""
+    try:
+        with Image.open(path) as opened:
+            if max(opened.size) > GLYPH_MAX_SIZE:
+                return False
+            pixels = np.asarray(opened.convert("RGB"), dtype=np.int16)  # (H, W, 3)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    if not (pixels == pixels[..., :1]).all():
+        return False  # colour
+    grey = pixels[..., 0]
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return bool(np.mean(np.abs(border - np.median(border)) <= 16) >= 0.9)
