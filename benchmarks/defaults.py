@@ -42,6 +42,10 @@ from sampling_matters.cli import main as cli
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("recall@1", "map@r")
+TARGET_MAP, TARGET_RECALL = 0.833, 0.965
+"""The defaults' targets on kanji at 2,500 steps: the MAP@R the benchmark loop reached
+(``results/quality.md`` before its loop was retired), within one standard deviation, and
+Recall@1."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,26 @@ def render(results: dict[str, dict[int, dict[str, float]]], seeds: list[int], ar
         rows.append(cells)
     header = ["arm", "what", "seeds", "R@1 %", "Δ R@1 vs defaults", "MAP@R %", "Δ MAP@R"]
     lines += table([*header, "settings that differ (resolved config.yaml)"], rows)
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *target(base, seeds)]) + "\n"
+
+
+def target(base: dict[int, dict[str, float]], seeds: list[int]) -> list[str]:
+    """Whether the defaults reach the targets (mean MAP@R + std ≥ 0.833, mean R@1 ≥ 0.965)."""
+    done = [base[s] for s in seeds if s in base]
+    if len(done) < 2:
+        return ["Target: needs at least two seeds of `defaults`."]
+    maps, recalls = [r["map@r"] for r in done], [r["recall@1"] for r in done]
+    map_mean, map_std, recall = (
+        statistics.fmean(maps),
+        statistics.stdev(maps),
+        statistics.fmean(recalls),
+    )
+    met = map_mean + map_std >= TARGET_MAP and recall >= TARGET_RECALL
+    return [
+        f"Target: the defaults' MAP@R within one standard deviation of {TARGET_MAP} "
+        f"(mean + std = {map_mean + map_std:.4f}) and mean R@1 ≥ {TARGET_RECALL} "
+        f"({recall:.4f}), over {len(done)} seeds: **{'met' if met else 'not met'}**."
+    ]
 
 
 def _mean_std(values: list[float]) -> str:

@@ -1,6 +1,7 @@
 """Every setting is checked against its field's type and range, and named when wrong."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -178,3 +179,11 @@ def test_fields_set_directly_are_checked_and_converted():
 def test_a_number_yaml_reads_as_text_gets_a_hint():
     with pytest.raises(ValueError, match="write a number with a dot"):
         TrainConfig.from_flat({**BASE, "lr": "1e-3"})
+
+
+def test_the_kanji_recipe_is_the_defaults_at_2500_steps():
+    """configs/kanji.yaml is what `train --data kanji --steps 2500` runs (defaults.md)."""
+    root = Path(__file__).resolve().parent.parent
+    recipe = read_yaml(root / "configs" / "kanji.yaml")
+    plain = {"data": "kanji", "steps": 2500, "seed": recipe["seed"], "out": recipe["out"]}
+    assert TrainConfig.from_flat(recipe) == TrainConfig.from_flat(plain)
