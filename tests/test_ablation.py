@@ -19,6 +19,7 @@ from PIL import Image
 from sampling_matters import ablation, training
 from sampling_matters.ablation import check_seeds, run_ablation, run_status
 from sampling_matters.cli import main
+from sampling_matters.compat import pml
 
 LOSS_INDEX = {"contrastive": 0, "triplet-squared": 1, "triplet": 2, "margin": 3}
 SAMPLING_INDEX = {"uniform": 0, "hard": 1, "semihard": 2, "distance-weighted": 3}
@@ -400,19 +401,6 @@ def test_pml_row_trains_beta_in_its_own_group(cli_ablation):
     assert beta[0]["initial_lr"] == pytest.approx(1e-2)  # beta_lr
 
 
-def test_pml_loss_has_the_training_interface():
-    pytest.importorskip("pytorch_metric_learning")
-    loss = ablation.PMLMarginLoss()
-    embeddings = torch.nn.functional.normalize(torch.randn(12, 8), dim=1).requires_grad_()
-    value = loss(embeddings, torch.arange(12) // 3, torch.arange(12))
-    value.backward()
-    assert loss.last_triplets is not None and loss.last_stats.triplets == len(
-        loss.last_triplets.anchor
-    )
-    assert 0 <= loss.last_active_fraction <= 1 and embeddings.grad is not None
-    assert loss.beta_param_group(0.5)["params"] == [loss.loss.beta]
-
-
 def test_missing_pml_names_the_extra(
     fake, glyph_folder, tiny_settings, tmp_path, monkeypatch, capsys
 ):
@@ -425,7 +413,7 @@ def test_missing_pml_names_the_extra(
             raise ImportError(f"No module named {name!r}")
         return real(name, *args)
 
-    monkeypatch.setattr(ablation.importlib, "import_module", no_pml)
+    monkeypatch.setattr(pml.importlib, "import_module", no_pml)
     with pytest.raises(ImportError, match=r"bench"):
         grid(tmp_path, tiny_settings, with_pml=True)
     command = ["ablate", "--data", f"folder:{glyph_folder}", "--steps", "2", "--with-pml"]

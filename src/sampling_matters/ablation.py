@@ -25,14 +25,13 @@ How a run is judged (:func:`run_status`):
 - ``ok``: otherwise.
 
 ``with_pml=True`` adds pytorch-metric-learning's ``MarginLoss`` (β learned) with its
-``DistanceWeightedMiner`` as the row ``pml-margin`` (:class:`PMLMarginLoss`), trained
-by the same loop through ``train``'s ``loss_factory``.
+``DistanceWeightedMiner`` as the row ``pml-margin`` (``sampling_matters.compat.pml``'s
+``margin`` recipe), trained by the same loop through ``train``'s ``loss_factory``.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
 import math
@@ -45,15 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-
 from sampling_matters import training
+from sampling_matters.compat import pml
 from sampling_matters.config import NEUTRAL_KEYS, TrainConfig
 from sampling_matters.data.cache import write_atomic, write_text_atomic
 from sampling_matters.losses import LOSSES
 from sampling_matters.runs import RunInUseError, check_folder, holds_run
-from sampling_matters.sampling import SAMPLINGS, SamplingStats, Triplets
+from sampling_matters.sampling import SAMPLINGS
 
 __all__ = [
     "ABLATION_KEYS",
@@ -62,14 +59,12 @@ __all__ = [
     "DEFAULT_LOSSES",
     "DEFAULT_SAMPLINGS",
     "PML_LOSS",
-    "PMLMarginLoss",
     "RunResult",
     "RunSpec",
     "Summary",
     "chance_recall",
     "check_names",
     "check_seeds",
-    "import_pml",
     "mean_std",
     "plan_runs",
     "plot_grid",
@@ -230,93 +225,9 @@ def run_config(settings: dict[str, Any], spec: RunSpec, steps: int, runs: Path) 
 # ------------------------------------------------------------------------- PML row
 
 
-def import_pml() -> tuple[Any, Any]:
-    """pytorch-metric-learning's ``losses`` and ``miners`` modules.
-
-    Raises:
-        ImportError: naming the ``bench`` extra, when the library is missing.
-    """
-    try:
-        losses = importlib.import_module("pytorch_metric_learning.losses")
-        miners = importlib.import_module("pytorch_metric_learning.miners")
-    except ImportError as error:
-        raise ImportError(
-            "with_pml needs pytorch-metric-learning 2.9.0, the 'bench' extra: "
-            "pip install 'sampling-matters[bench]'"
-        ) from error
-    return losses, miners
-
-
-class PMLMarginLoss(nn.Module):
-    """pytorch-metric-learning's margin loss on its distance weighted miner's triplets.
-
-    ``MarginLoss(margin=0.2, nu=nu, beta=beta, learn_beta=True)`` called as
-    ``loss(x, y, miner(x, y))`` with ``DistanceWeightedMiner(cutoff=0.5,
-    nonzero_loss_cutoff=1.4)``, behind the interface ``training.train`` uses: its β is
-    trained in its own parameter group (:meth:`beta_param_group`).
-
-    Args:
-        beta: β's initial value.
-        nu: the weight of PML's β penalty.
-
-    Attributes:
-        last_stats: the :class:`SamplingStats` of the last call (triplets only).
-        last_active_fraction: the fraction of the last call's pairs with non-zero loss.
-        last_triplets: the triplets the miner returned last (None before the first call).
-    """
-
-    def __init__(self, *, beta: float = 1.2, nu: float = 0.0) -> None:
-        super().__init__()
-        losses, miners = import_pml()
-        self.margin = 0.2
-        self.loss = losses.MarginLoss(margin=self.margin, nu=nu, beta=beta, learn_beta=True)
-        self.miner = miners.DistanceWeightedMiner(cutoff=0.5, nonzero_loss_cutoff=1.4)
-        self.last_stats = SamplingStats()
-        self.last_active_fraction = 0.0
-        self.last_triplets: Triplets | None = None
-
-    def forward(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None = None) -> Tensor:
-        """Mine triplets, record them, and return PML's loss.
-
-        Args:
-            embeddings: (N, D) L2-normalised embeddings.
-            labels: (N,) integer class ids.
-            indices: unused; accepted so that every loss module shares one signature.
-
-        Returns:
-            () scalar loss.
-        """
-        anchor, positive, negative = self.miner(embeddings, labels)
-        triplets = Triplets(anchor, positive, negative)
-        self.last_triplets = triplets
-        self.last_stats = SamplingStats(triplets=len(anchor))
-        self.last_active_fraction = self._active_fraction(embeddings.detach(), triplets)
-        return self.loss(embeddings, labels, tuple(triplets))  # type: ignore[no-any-return]
-
-    def _active_fraction(self, embeddings: Tensor, t: Triplets) -> float:
-        if not len(t.anchor):
-            return 0.0
-        beta = self.loss.beta.detach()
-        d_ap = (embeddings[t.anchor] - embeddings[t.positive]).norm(dim=1)  # (T,)
-        d_an = (embeddings[t.anchor] - embeddings[t.negative]).norm(dim=1)  # (T,)
-        active = torch.cat([d_ap - beta + self.margin > 0, beta - d_an + self.margin > 0])
-        return float(active.float().mean())
-
-    def beta_param_group(self, lr: float) -> dict[str, Any]:
-        """An optimiser parameter group holding PML's β, at ``lr``."""
-        return {"params": [self.loss.beta], "lr": float(lr), "name": "beta"}
-
-
-def _pml_factory(config: TrainConfig) -> nn.Module:
-    return PMLMarginLoss(beta=config.loss.beta, nu=config.loss.nu)
-
-
 def _check_pml(settings: TrainConfig) -> None:
-    import_pml()
-    if settings.loss.beta_per_class or settings.loss.beta_per_image:
-        raise ValueError(
-            "the PML row learns one β: drop beta_per_class / beta_per_image, or with_pml"
-        )
+    """Refuse, before any run trains, settings the PML row cannot follow (or no PML)."""
+    pml.check("margin", settings)
     if not settings.loss.learn_beta:
         raise ValueError("the PML row learns its β: drop learn_beta=False, or with_pml")
 
@@ -433,7 +344,7 @@ def _train_run(spec: RunSpec, config: TrainConfig, retry_failed: bool) -> tuple[
     done = _result(spec, run)
     if done is not None and (done.metrics or not retry_failed):
         return done, False
-    factory = _pml_factory if spec.loss == PML_LOSS else None
+    factory = pml.factory("margin") if spec.loss == PML_LOSS else None
     start = time.perf_counter()
     try:
         training.train(config, resume=run.exists(), progress=False, loss_factory=factory)

@@ -20,17 +20,20 @@ import os
 import sys
 import typing
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
 from sampling_matters.config import TrainConfig, field_types, read_yaml
 from sampling_matters.data.packages import PackageDownloadError, ToolNotFoundError
 from sampling_matters.runs import RunInUseError, check_folder, check_output
+
+if TYPE_CHECKING:
+    from sampling_matters.analysis import FigureSpec
 
 __all__ = ["main"]
 
@@ -408,46 +411,79 @@ def _check_sheet_is_no_image(sheet: Path, images: Sequence[str]) -> None:
 
 def _figures_parser(parser: argparse.ArgumentParser) -> None:
     """Draw the paper's analyses, each as NAME.png and the data behind it as NAME.csv."""
+    from sampling_matters.analysis import DEFAULT_DIMS, FIGURES
+
+    width = max(map(len, FIGURES))
+    listed = [
+        f"  {i} {name:<{width}}  {spec.help}" for i, (name, spec) in enumerate(FIGURES.items(), 1)
+    ]
+    parser.description = (
+        inspect.cleandoc(_figures_parser.__doc__ or "")
+        + "\n\nfigures (--only takes their numbers or names):\n"
+        + "\n".join(listed)
+    )
     parser.add_argument("--out", type=_path, required=True, help="folder for the files")
     parser.add_argument(
         "--only",
-        help="figures by number or name: 1 sphere_distances, 2 sampled_distances, "
-        "3 gradient_variance, 4 loss_shapes, 5 training_curves (default 1-4, and 5 with --logs)",
+        help="comma-separated figures by number or name (default "
+        f"{_figure_numbers(lambda spec: not spec.needs_logs)}, "
+        f"and {_figure_numbers(lambda spec: spec.needs_logs)} with --logs)",
     )
     parser.add_argument(
-        "--dims", default="2,3,4,8,16,32,128,512", help="figure 1's dimensions (%(default)s)"
+        "--dims",
+        default=",".join(map(str, DEFAULT_DIMS)),
+        help="figure 1's dimensions (%(default)s)",
     )
     parser.add_argument(
         "--draws", type=int, default=10_000, help="Monte-Carlo draws per estimate (%(default)s)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw (%(default)s)")
     trained = parser.add_mutually_exclusive_group()
-    trained.add_argument("--run", type=_path, help="add a panel of this run's embedding to fig. 2")
+    panel = _figure_numbers(lambda spec: spec.reads_embeddings)
+    trained.add_argument(
+        "--run", type=_path, help=f"add a panel of this run's embedding to fig. {panel}"
+    )
     trained.add_argument("--embeddings", type=_path, help="the same from a file written by embed")
     parser.add_argument("--data", help="data spec that --run embeds (default: the run's)")
     parser.add_argument(
         "--split", choices=("train", "test", "all"), help="the split --run embeds (default train)"
     )
     parser.add_argument(
-        "--logs", type=_path, nargs="+", metavar="RUN", help="runs whose log.csv figure 5 draws"
+        "--logs",
+        type=_path,
+        nargs="+",
+        metavar="RUN",
+        help=f"runs whose log.csv figure {_figure_numbers(lambda spec: spec.needs_logs)} draws",
     )
     parser.set_defaults(handler=_figures)
 
 
+def _figure_numbers(which: Callable[[FigureSpec[Any]], bool]) -> str:
+    """``1,2,3,4``: the numbers of the figures that ``which`` picks."""
+    from sampling_matters.analysis import FIGURES
+
+    return ",".join(str(i) for i, spec in enumerate(FIGURES.values(), 1) if which(spec))
+
+
 def _figures(args: argparse.Namespace) -> int:
-    from sampling_matters import analysis
+    from sampling_matters.analysis import write_figures
+    from sampling_matters.analysis.registry import check_figures
 
     if (args.data is not None or args.split is not None) and args.run is None:
         raise ValueError("--data and --split need --run RUN, the model that embeds them")
     check_folder(args.out, "--out")
     logs = args.logs or ()
-    trained = args.run is not None or args.embeddings is not None
-    figures = analysis.parse_figures(args.only) if args.only is not None else None
-    if figures is not None:  # check before embedding anything
-        analysis.check_figures(figures, embeddings=trained, logs=bool(logs))
-    dims = analysis.parse_dims(args.dims)
+    dims = _figure_dims(args.dims)
+    figures = check_figures(  # before embedding anything
+        None if args.only is None else args.only.split(","),
+        dims=dims,
+        draws=args.draws,
+        seed=args.seed,
+        embeddings=args.run is not None or args.embeddings is not None,
+        logs=bool(logs),
+    )
     embeddings, name = _figure_embeddings(args)
-    written = analysis.write_figures(
+    written = write_figures(
         args.out,
         figures=figures,
         dims=dims,
@@ -461,14 +497,23 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figure_dims(text: str) -> tuple[int, ...]:
+    """--dims: comma-separated integers (their range is checked with the other inputs)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"dims must be comma-separated integers >= 2, got {text!r}") from None
+
+
 def _figure_embeddings(
     args: argparse.Namespace,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, str]:
     """Figure 2's optional embedding (from --embeddings FILE, or --run RUN embedding --data)."""
     if args.embeddings is not None:
-        from sampling_matters.analysis import load_embeddings
+        from sampling_matters.files import load_embeddings
 
-        return load_embeddings(args.embeddings), args.embeddings.name
+        saved = load_embeddings(args.embeddings)
+        return (saved.embeddings, saved.labels), args.embeddings.name
     if args.run is None:
         return None, ""
     from sampling_matters.training import load_run
@@ -512,7 +557,8 @@ def _ablate_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from sampling_matters.ablation import ABLATION_KEYS, import_pml, run_ablation
+    from sampling_matters.ablation import ABLATION_KEYS, run_ablation
+    from sampling_matters.compat.pml import import_pml
 
     settings = read_yaml(args.config) if args.config else {}
     settings.update(_flag_settings(args, exclude=ABLATION_KEYS))

@@ -630,9 +630,9 @@ def _diagnostics(
     if triplets is not None and len(triplets.anchor):
         distances = (embeddings[triplets.anchor] - embeddings[triplets.negative]).norm(dim=1)
     beta = float("nan")
-    if isinstance(run.loss, MarginLoss):
-        image_indices = indices if run.loss.beta_image is not None else None
-        beta = float(run.loss.beta_values(labels, image_indices).detach().mean())
+    beta_values = getattr(run.loss, "beta_values", None)  # MarginLoss, or a loss_factory's
+    if beta_values is not None:
+        beta = float(beta_values(labels, indices).detach().mean())
     stats = run.loss.last_stats
     return {
         "loss": loss,
@@ -754,7 +754,8 @@ def train(
             external loss, e.g. another library's): a module called as
             ``loss(embeddings, labels, indices)`` with the attributes ``last_triplets``,
             ``last_stats`` and ``last_active_fraction``; its ``beta_param_group(lr)``, if
-            it has one, is trained at ``beta_lr``.
+            it has one, is trained at ``beta_lr``, and its ``beta_values(labels,
+            indices)``, if it has one, is logged (e.g. :mod:`sampling_matters.compat.pml`).
 
     Returns:
         The test metrics (also written to ``metrics.json``).

@@ -15,6 +15,11 @@ iff ``relevant > 0``. When ``relevant`` is not given to :func:`recall_at_k` or
 :func:`precision_at_1`, every query is scored. :func:`retrieval_scores` computes all
 metrics in one pass and reports how many queries were scored and excluded. A table
 in which no query is scored raises ``ValueError``.
+
+:func:`~sampling_matters.evaluation.evaluate` calls :func:`retrieval_scores` only; the
+single-metric functions are for users scoring a neighbour table of their own (from an
+approximate index, say), and :func:`precision_at_1` is Recall@1 under the name
+pytorch-metric-learning reports.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ cosine similarities. Thresholds come back in the units given.
 
 A pair is declared "same" when its distance is below the threshold (similarity
 above it). Inputs may be torch tensors or numpy arrays; the work is sorting and
-binary search, O(P log P), in float64.
+binary search, O(P log P), in float64. ROC AUC and the ROC curve behind TAR@FAR are
+scikit-learn's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+from sklearn.metrics import roc_auc_score, roc_curve
 from torch import Tensor
 
 from sampling_matters.evaluation.metrics import ArrayLike, as_tensor
@@ -76,9 +78,11 @@ def verification_accuracy(
 def roc_auc(distances: ArrayLike, same: ArrayLike, *, similarity: bool = False) -> float:
     """Area under the ROC curve: the chance a same pair is closer than a different pair.
 
-    ``AUC = P(d_same < d_diff) + P(d_same = d_diff) / 2``, by the Mann–Whitney rank
-    sum with ties given their average rank. Equals scikit-learn's
-    ``roc_auc_score(same, -distances)`` (``roc_auc_score(same, similarities)``).
+    ``AUC = P(d_same < d_diff) + P(d_same = d_diff) / 2``: scikit-learn's
+    ``roc_auc_score(same, -distances)`` (``roc_auc_score(same, similarities)``),
+    after the checks of this module. Nothing in the package calls it; it is for
+    users reporting verification beyond LFW's accuracy (one number over all
+    thresholds).
 
     Args:
         distances: (P,) distance of each pair (similarities with ``similarity=True``).
@@ -93,11 +97,8 @@ def roc_auc(distances: ArrayLike, same: ArrayLike, *, similarity: bool = False) 
         0.875
     """
     scores, labels = _pairs(distances, same, similarity)
-    positives, negatives = _counts(labels)
-    _, inverse, counts = torch.unique(-scores, return_inverse=True, return_counts=True)
-    ranks = (counts.cumsum(0) - (counts - 1) / 2.0)[inverse]  # (P,) average ranks, 1-based
-    rank_sum = float(ranks[labels].sum())
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+    _counts(labels)
+    return float(roc_auc_score(labels.numpy(), -scores.numpy()))
 
 
 def tar_at_far(
@@ -110,6 +111,9 @@ def tar_at_far(
     the largest with ``FAR(t) ≤ far`` accepts exactly the pairs closer than the
     (m+1)-th smallest different-pair distance, m = ⌊far·|diff|⌋ (ties there are
     rejected: accepting them would exceed ``far``); ``far ≥ 1`` accepts everything.
+    Read off scikit-learn's ``roc_curve``. Nothing in the package calls it; it is for
+    face verification reported the way IJB-style benchmarks do (TAR at
+    FAR = 10⁻³ or 10⁻⁴).
 
     Args:
         distances: (P,) distance of each pair (similarities with ``similarity=True``).
@@ -129,13 +133,13 @@ def tar_at_far(
     if not 0.0 <= far <= 1.0 or math.isnan(far):
         raise ValueError(f"far must be in [0, 1], got {far}")
     scores, labels = _pairs(distances, same, similarity)
-    _, negatives = _counts(labels)
-    rates = torch.arange(negatives + 1, dtype=torch.float64) / negatives  # (|diff| + 1,)
-    allowed = int(torch.searchsorted(rates, torch.tensor([far], dtype=torch.float64), right=True))
-    if allowed > negatives:
-        return 1.0
-    limit = scores[~labels].sort().values[allowed - 1]  # the first rejected negative
-    return float((scores[labels] < limit).double().mean())
+    _counts(labels)
+    # one point per distinct distance t (accept iff d ≤ t); keep them all, since the
+    # best point under ``far`` may lie inside a straight stretch of the curve
+    false_accept, true_accept, _ = roc_curve(
+        labels.numpy(), -scores.numpy(), drop_intermediate=False
+    )
+    return float(true_accept[false_accept <= far].max())
 
 
 def _pairs(distances: ArrayLike, same: ArrayLike, similarity: bool) -> tuple[Tensor, Tensor]:
