@@ -37,7 +37,7 @@ bench: $(VENV)/.bench
 
 $(VENV)/.demo: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[efficientnet]'
+	$(BIN)/pip install --quiet -e '.[data,efficientnet]'
 	touch $@
 
 # The main job: prepare emoji, train (configs/demo.yaml), evaluate on the unseen

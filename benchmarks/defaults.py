@@ -27,7 +27,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ from typing import Any
 import yaml
 
 from report import paired, table
+from sampling_matters.ablation import mean_std
 from sampling_matters.cli import main as cli
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -152,7 +152,7 @@ def render(results: dict[str, dict[int, dict[str, float]]], seeds: list[int], ar
         cells = [f"`{arm.name}`", arm.text, str(len(done))]
         for metric in METRICS:
             values = [done[s][metric] for s in seeds if s in done]
-            cells.append(_mean_std(values))
+            cells.append(mean_std(values, scale=100))
             pairs = [(done[s][metric], base[s][metric]) for s in seeds if s in done and s in base]
             cells.append("—" if arm is ARMS[0] else paired(pairs, scale=100))
         cells.append(changed(args.runs, arm, seeds))
@@ -179,13 +179,6 @@ def target(base: dict[int, dict[str, float]], seeds: list[int]) -> list[str]:
         f"(mean + std = {map_mean + map_std:.4f}) and mean R@1 ≥ {TARGET_RECALL} "
         f"({recall:.4f}), over {len(done)} seeds: **{'met' if met else 'not met'}**."
     ]
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "—"
-    std = statistics.stdev(values) if len(values) > 1 else math.nan
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * std:.1f}"
 
 
 def csv_text(results: dict[str, dict[int, dict[str, float]]]) -> str:

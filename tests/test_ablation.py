@@ -271,7 +271,7 @@ def test_a_failing_run_is_marked_and_the_rest_go_on(fake, tiny_settings, tmp_pat
         ({"seeds": 0}, r"seeds must be in \[1, 1000\].*got 0"),
         ({"seeds": "1,x"}, r"seeds must be a count S or a list.*'1,x'"),
         ({"seeds": [0, -1]}, r"seeds must be integers in \[0, 2\*\*63\)"),
-        ({"steps": 0}, r"steps must be an integer >= 1.*got 0"),
+        ({"steps": 0}, r"steps must be a positive integer.*got 0"),
     ],
 )
 def test_bad_input_names_the_value(fake, tiny_settings, tmp_path, options, message):

@@ -229,8 +229,20 @@ def test_describe_is_one_line() -> None:
 @pytest.mark.parametrize(
     ("labels", "P", "K", "kwargs", "match"),
     [
-        ([0, 0, 1, 1], 2, 1, {}, r"samples_per_class must be >= 2 \(a class needs 2 images"),
-        ([0, 0, 1, 1], 1, 2, {}, r"classes_per_batch must be >= 2 \(a batch needs 2 classes"),
+        (
+            [0, 0, 1, 1],
+            2,
+            1,
+            {},
+            r"samples_per_class must be an integer >= 2 \(a class needs 2 images",
+        ),
+        (
+            [0, 0, 1, 1],
+            1,
+            2,
+            {},
+            r"classes_per_batch must be an integer >= 2 \(a batch needs 2 classes",
+        ),
         ([0, 0, 1, 1], 2.0, 2, {}, "classes_per_batch must be an integer"),
         ([0, 0, 1, 1], 2, "2", {}, "samples_per_class must be an integer"),
         ([0, 0, 1, 1], True, 2, {}, "classes_per_batch must be an integer"),

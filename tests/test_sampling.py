@@ -419,7 +419,7 @@ def test_distance_weighted_needs_unit_norm():
 
 
 def test_semihard_margin_must_be_positive():
-    with pytest.raises(ValueError, match="margin must be > 0"):
+    with pytest.raises(ValueError, match="margin must be a finite number > 0"):
         semihard(unit(8, 4), torch.arange(8) // 2, margin=0.0)
 
 

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampling_matters import training
+from sampling_matters import _checks
+from sampling_matters._optional import require
 from sampling_matters.compat import pml
 from sampling_matters.config import NEUTRAL_KEYS, TrainConfig
 from sampling_matters.data.cache import write_atomic, write_text_atomic
@@ -173,19 +174,11 @@ def check_seeds(value: int | str | Sequence[int]) -> tuple[int, ...]:
             )
         return tuple(range(value))
     seeds = list(value)
-    if not seeds or any(
-        isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**63 for s in seeds
-    ):
+    if not seeds or any(not _checks.is_integer(s) or not 0 <= s < 2**63 for s in seeds):
         raise ValueError(f"seeds must be integers in [0, 2**63), got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat in {seeds}")
-    return tuple(seeds)
-
-
-def _check_steps(steps: object) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1 (the budget of every run), got {steps!r}")
-    return steps
+    return tuple(int(s) for s in seeds)
 
 
 def plan_runs(
@@ -345,6 +338,8 @@ def _train_run(spec: RunSpec, config: TrainConfig, retry_failed: bool) -> tuple[
     if done is not None and (done.metrics or not retry_failed):
         return done, False
     factory = pml.factory("margin") if spec.loss == PML_LOSS else None
+    from sampling_matters import training  # here: it imports the data sets (Pillow)
+
     start = time.perf_counter()
     try:
         training.train(config, resume=run.exists(), progress=False, loss_factory=factory)
@@ -563,7 +558,7 @@ def plot_grid(
     grid: list[list[float]], losses: Sequence[str], samplings: Sequence[str], path: Path
 ) -> None:
     """Draw the mean Recall@1 grid as an annotated heat map (PNG, written atomically)."""
-    import matplotlib
+    matplotlib = require("matplotlib")  # missing: an ImportError naming the figures extra
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -681,7 +676,8 @@ def _plan(
     loss_names = check_names(losses, LOSSES, "loss")
     sampling_names = check_names(samplings, SAMPLINGS, "sampling")
     seed_list = check_seeds(seeds)
-    shared = shared_config(settings, _check_steps(steps))
+    steps = _checks.positive_int("steps", steps, why="the budget of every run")
+    shared = shared_config(settings, steps)
     if with_pml:
         _check_pml(shared)
     runs = plan_runs(loss_names, sampling_names, seed_list, with_pml)

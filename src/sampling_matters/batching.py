@@ -14,7 +14,6 @@ resumed run sees the same batches (call :meth:`PKSampler.set_epoch` like
 from __future__ import annotations
 
 import hashlib
-import numbers
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from typing import Any, Literal, TypeAlias
@@ -25,6 +24,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from sampling_matters import _checks
+
 __all__ = ["SMALL_CLASSES", "PKSampler"]
 
 SMALL_CLASSES = ("repeat", "drop")
@@ -32,20 +33,6 @@ SMALL_CLASSES = ("repeat", "drop")
 
 SmallClasses: TypeAlias = Literal["repeat", "drop"]
 LabelsLike: TypeAlias = "Tensor | npt.NDArray[np.integer[Any]] | Sequence[int]"
-
-
-def _check_count(name: str, value: object, minimum: int, why: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum} ({why}), got {int(value)}")
-    return int(value)
-
-
-def _check_integer(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(value)
 
 
 def _as_labels(labels: object) -> Tensor:
@@ -66,7 +53,7 @@ def _as_labels(labels: object) -> Tensor:
         )
     if len(tensor) == 0:
         raise ValueError("labels is empty: a batch sampler needs at least one image per class")
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+    if not _checks.is_integer_dtype(tensor):
         raise ValueError(f"labels must be integer class ids, got dtype {tensor.dtype}")
     return tensor.to(torch.int64)
 
@@ -169,15 +156,17 @@ class PKSampler(Sampler[list[int]]):
         seed: int = 0,
         small_classes: SmallClasses = "repeat",
     ) -> None:
-        self.classes_per_batch = _check_count(
-            "classes_per_batch", classes_per_batch, 2, "a batch needs 2 classes for negatives"
+        self.classes_per_batch = _checks.integer(
+            "classes_per_batch", classes_per_batch, 2, why="a batch needs 2 classes for negatives"
         )
-        self.samples_per_class = _check_count(
-            "samples_per_class", samples_per_class, 2, "a class needs 2 images for a positive pair"
+        self.samples_per_class = _checks.integer(
+            "samples_per_class",
+            samples_per_class,
+            2,
+            why="a class needs 2 images for a positive pair",
         )
-        self.seed = _check_integer("seed", seed)
-        if small_classes not in SMALL_CLASSES:
-            raise ValueError(f"small_classes must be one of {SMALL_CLASSES}, got {small_classes!r}")
+        self.seed = _checks.integer("seed", seed)
+        _checks.one_of("small_classes", small_classes, SMALL_CLASSES)
         self.small_classes: SmallClasses = small_classes
         self.batch_size = self.classes_per_batch * self.samples_per_class
         self.epoch = 0
@@ -226,7 +215,7 @@ class PKSampler(Sampler[list[int]]):
         Args:
             epoch: any integer; the same ``(seed, epoch)`` always gives the same batches.
         """
-        self.epoch = _check_integer("epoch", epoch)
+        self.epoch = _checks.integer("epoch", epoch)
 
     def epoch_batches(self) -> Tensor:
         """The batches of the current epoch as a (B, P·K) int64 tensor of data set indices.

@@ -6,9 +6,10 @@ flags, on top of an optional ``--config FILE.yaml`` whose keys are the flags' na
 that names it.
 
 Errors are one line on stderr, ``sampling-matters COMMAND: error: …``, with exit status
-2; Ctrl-C exits with 130 (``train`` first writes ``last.pt`` and prints the command
-that resumes). A failure the program did not foresee is one line too, saying how to see
-its traceback (``SAMPLING_MATTERS_DEBUG=1``), with exit status 1.
+2; a missing optional package is one too, naming the extra that installs it. Ctrl-C
+exits with 130 (``train`` first writes ``last.pt`` and prints the command that resumes).
+A failure the program did not foresee is one line too, saying how to see its traceback
+(``SAMPLING_MATTERS_DEBUG=1``), with exit status 1.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
+from sampling_matters._optional import missing_extra, require
 from sampling_matters.config import TrainConfig, field_types, read_yaml
 from sampling_matters.data.packages import PackageDownloadError, ToolNotFoundError
 from sampling_matters.runs import RunInUseError, check_folder, check_output
@@ -90,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except Exception as error:  # unforeseen: one line, the traceback on request
+        missing = missing_extra(error) if isinstance(error, ImportError) else None
+        if missing is not None:  # an optional package: say which extra installs it
+            print(
+                f"{prefix}: error: {args.command} needs {missing.package}{missing.reason}: "
+                f"{missing.hint}",
+                file=sys.stderr,
+            )
+            return 2
         if os.environ.get("SAMPLING_MATTERS_DEBUG"):
             raise
         print(
@@ -471,6 +481,7 @@ def _figures(args: argparse.Namespace) -> int:
 
     if (args.data is not None or args.split is not None) and args.run is None:
         raise ValueError("--data and --split need --run RUN, the model that embeds them")
+    require("matplotlib")  # before any work
     check_folder(args.out, "--out")
     logs = args.logs or ()
     dims = _figure_dims(args.dims)
@@ -560,6 +571,7 @@ def _ablate(args: argparse.Namespace) -> int:
     from sampling_matters.ablation import ABLATION_KEYS, run_ablation
     from sampling_matters.compat.pml import import_pml
 
+    require("matplotlib")  # the grid's plot: fail now rather than after the training
     settings = read_yaml(args.config) if args.config else {}
     settings.update(_flag_settings(args, exclude=ABLATION_KEYS))
     if args.with_pml:

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import itertools
-import numbers
 import os
 import types
 import typing
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sampling_matters import _checks
 from sampling_matters.losses import LOSSES
 from sampling_matters.sampling import SAMPLINGS
 
@@ -281,11 +281,9 @@ def _convert(value: Any, kind: Any) -> Any:
     if kind is bool:
         return value if isinstance(value, (bool, np.bool_)) else _INVALID
     if kind is int:
-        whole = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-        return int(value) if whole else _INVALID
+        return int(value) if _checks.is_integer(value) else _INVALID
     if kind is float:
-        number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-        return float(value) if number else _INVALID
+        return float(value) if _checks.is_number(value) else _INVALID
     if kind is str:
         return value if isinstance(value, str) else _INVALID
     if isinstance(value, (list, tuple)):  # tuple[float, ...]

@@ -15,9 +15,10 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from sampling_matters import _checks
+
 __all__ = [
     "anchor_distances",
-    "check_embeddings",
     "compute_dtype",
     "cosine_similarity",
     "pair_distances",
@@ -30,26 +31,6 @@ __all__ = [
 def compute_dtype(x: Tensor) -> torch.dtype:
     """The dtype distances of ``x`` are computed in: float32 for half types, else ``x.dtype``."""
     return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-
-
-def check_embeddings(embeddings: Tensor, name: str = "embeddings", *, finite: bool = False) -> None:
-    """Raise ``ValueError`` unless ``embeddings`` is a floating (N, D) tensor with D ≥ 1.
-
-    Args:
-        embeddings: the tensor to check.
-        name: how the error message names it.
-        finite: also require finite values (one pass and a host-device sync).
-    """
-    if not isinstance(embeddings, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape (N, D), got {type(embeddings)}")
-    if embeddings.dim() != 2 or embeddings.shape[1] < 1:
-        raise ValueError(
-            f"{name} must have shape (N, D) with D >= 1, got {tuple(embeddings.shape)}"
-        )
-    if not embeddings.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {embeddings.dtype}")
-    if finite and not bool(torch.isfinite(embeddings).all()):
-        raise ValueError(f"{name} must be finite, got NaN or Inf values")
 
 
 def safe_sqrt(squared: Tensor) -> Tensor:
@@ -86,9 +67,9 @@ def pairwise_distances(x: Tensor, y: Tensor | None = None, *, squared: bool = Fa
         tensor([[0., 5.],
                 [5., 0.]])
     """
-    check_embeddings(x, "x", finite=True)
+    _checks.embeddings_2d(x, "x", finite=True)
     if y is not None:
-        check_embeddings(y, "y", finite=True)
+        _checks.embeddings_2d(y, "y", finite=True)
         if y.shape[1] != x.shape[1]:
             raise ValueError(
                 f"x and y must have the same dimension D, got {x.shape[1]} and {y.shape[1]}"
@@ -239,10 +220,10 @@ def cosine_similarity(x: Tensor, y: Tensor | None = None, *, eps: float = 1e-12)
         tensor([[1., 0.],
                 [0., 1.]])
     """
-    check_embeddings(x, "x")
+    _checks.embeddings_2d(x, "x")
     x = torch.nn.functional.normalize(x.to(compute_dtype(x)), dim=1, eps=eps)
     if y is None:
         return x @ x.T
-    check_embeddings(y, "y")
+    _checks.embeddings_2d(y, "y")
     y = torch.nn.functional.normalize(y.to(x.dtype), dim=1, eps=eps)
     return x @ y.T

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sampling_matters import _checks
 from sampling_matters.data.cache import write_atomic
 
 __all__ = ["EmbeddingFile", "load", "load_embeddings", "load_mapping", "save", "save_embeddings"]
@@ -155,7 +156,7 @@ def load_embeddings(path: Path) -> EmbeddingFile:
         raise ValueError(f"{path}: 'embeddings' holds all-zero rows, which have no direction")
     if not _dense(labels) or labels.shape != (len(embeddings),):
         raise ValueError(f"{path}: 'labels' must be an (N,) tensor, one label per embedding")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+    if not _checks.is_integer_dtype(labels):
         raise ValueError(f"{path}: 'labels' must be integer class ids, got {labels.dtype}")
     if items is not None and (
         not isinstance(items, list)

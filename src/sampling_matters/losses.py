@@ -21,7 +21,6 @@ calls the same per-term and reduction steps as the functions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -29,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sampling_matters.distances import anchor_distances, check_embeddings, pair_distances
+from sampling_matters import _checks
+from sampling_matters.distances import anchor_distances, pair_distances
 from sampling_matters.sampling import SAMPLINGS, Pairs, SamplingStats, Triplets
 
 __all__ = [
@@ -54,50 +54,6 @@ Sampling = Callable[..., Triplets]
 # --------------------------------------------------------------------------- validation
 
 
-def _check_number(name: str, value: object, *, positive: bool = False, sign: bool = True) -> None:
-    """Raise ``ValueError`` unless ``value`` is finite (and ≥ 0, or > 0 if ``positive``)."""
-    bound = "" if not sign else " > 0" if positive else " >= 0"
-    message = f"{name} must be a finite number{bound}, got {value!r}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(message)
-    if sign and (value < 0 or (positive and value == 0)):
-        raise ValueError(message)
-
-
-def _describe(x: object) -> str:
-    if isinstance(x, Tensor):
-        return f"a {x.dim()}-d {x.dtype} tensor of shape {tuple(x.shape)}"
-    return f"{type(x).__name__}"
-
-
-def _check_index(
-    name: str, index: object, n: int | None, bound: str, *, int64: bool = True
-) -> None:
-    """Raise ``ValueError`` unless ``index`` is a 1-d integer tensor with values in [0, n).
-
-    Args:
-        name: how the message names the tensor.
-        index: the tensor to check.
-        n: the exclusive upper bound, or ``None`` for no range check.
-        bound: how the message names ``n``.
-        int64: require int64 rather than any integer dtype.
-    """
-    expected = "int64" if int64 else "integer"
-    if not isinstance(index, Tensor) or index.dim() != 1 or not _is_index_dtype(index, int64):
-        raise ValueError(f"{name} must be a 1-d {expected} tensor, got {_describe(index)}")
-    if n is not None and index.numel() and bool(((index < 0) | (index >= n)).any()):
-        low, high = int(index.min()), int(index.max())
-        raise ValueError(
-            f"{name} must lie in [0, {bound}) = [0, {n}), got values from {low} to {high}"
-        )
-
-
-def _is_index_dtype(index: Tensor, int64: bool) -> bool:
-    if int64:
-        return index.dtype == torch.int64
-    return not (index.is_floating_point() or index.is_complex() or index.dtype == torch.bool)
-
-
 def _check_inputs(
     embeddings: Tensor,
     tuples: object,
@@ -115,15 +71,14 @@ def _check_inputs(
         beta: if not ``None``: a finite number, or a finite floating tensor of shape
             () or (N,) on the embeddings' device.
     """
-    check_embeddings(embeddings)
+    _checks.embeddings_2d(embeddings)
     if not isinstance(tuples, (Triplets, Pairs)) or not isinstance(tuples, accepted):
         names = " or ".join(kind.__name__ for kind in accepted)
-        raise ValueError(f"expected index tuples as {names}, got {_describe(tuples)}")
+        raise ValueError(f"expected index tuples as {names}, got {_checks.describe(tuples)}")
     kind = type(tuples).__name__
     for field, index in zip(tuples._fields, tuples, strict=True):
-        _check_index(f"{kind}.{field}", index, None, "N")
-        if index.device != embeddings.device:
-            raise ValueError(f"indices are on {index.device} but embeddings on {embeddings.device}")
+        _checks.index_tensor(f"{kind}.{field}", index, int64=True)
+        _checks.same_device(f"{kind}.{field}", index, embeddings)
     groups = [tuples[:2], tuples[2:]] if isinstance(tuples, Pairs) else [tuples]
     for group in groups:
         if len({len(index) for index in group}) > 1:
@@ -131,7 +86,7 @@ def _check_inputs(
             raise ValueError(
                 f"index tensors that form tuples must have equal lengths, got {lengths}"
             )
-    _check_index(f"{kind} indices", torch.cat(tuples), len(embeddings), "N")  # one sync
+    _checks.index_tensor(f"{kind} indices", torch.cat(tuples), len(embeddings))  # one sync
     if not bool(torch.isfinite(embeddings).all()):
         raise ValueError("embeddings contain NaN or Inf")
     if beta is not None:
@@ -140,15 +95,14 @@ def _check_inputs(
 
 def _check_beta(beta: object, embeddings: Tensor) -> None:
     if not isinstance(beta, Tensor):
-        _check_number("beta", beta, sign=False)
+        _checks.finite_float("beta", beta)
         return
     if not beta.is_floating_point() or beta.shape not in ((), (len(embeddings),)):
         raise ValueError(
             "beta must be a float or a floating tensor of shape () or (N,) = "
-            f"({len(embeddings)},), got {_describe(beta)}"
+            f"({len(embeddings)},), got {_checks.describe(beta)}"
         )
-    if beta.device != embeddings.device:
-        raise ValueError(f"beta is on {beta.device} but embeddings on {embeddings.device}")
+    _checks.same_device("beta", beta, embeddings)
     if not bool(torch.isfinite(beta).all()):
         raise ValueError("beta contains NaN or Inf")
 
@@ -262,7 +216,7 @@ def contrastive_loss(
         >>> contrastive_loss(x, t, margin=1.5)  # (0.5² + (1.5 - 1)²) / 2
         tensor(0.2500)
     """
-    _check_number("margin", margin)
+    _checks.finite_float("margin", margin, 0)
     _check_inputs(embeddings, triplets, (Triplets, Pairs))
     return _reduce(contrastive_terms(embeddings, _as_pairs(triplets), margin))[0]
 
@@ -294,7 +248,7 @@ def triplet_loss(
         >>> triplet_loss(x, t, margin=0.75)  # 0.5 - 1 + 0.75
         tensor(0.2500)
     """
-    _check_number("margin", margin, positive=True)
+    _checks.finite_float("margin", margin, 0, low_open=True)
     _check_inputs(embeddings, triplets, (Triplets,))
     return _reduce(triplet_terms(embeddings, triplets, margin, squared))[0]
 
@@ -343,8 +297,8 @@ def margin_loss(
         >>> margin_loss(x, t, 1.0, margin=0.25, nu=0.5)  # (0.25 + 0.5 · 1.0) / 1
         tensor(0.7500)
     """
-    _check_number("margin", margin, positive=True)
-    _check_number("nu", nu)
+    _checks.finite_float("margin", margin, 0, low_open=True)
+    _checks.finite_float("nu", nu, 0)
     _check_inputs(embeddings, triplets, (Triplets, Pairs), beta)
     terms, penalty = margin_terms(embeddings, _as_pairs(triplets), beta, margin, nu)
     return _reduce(terms, penalty)[0]
@@ -397,11 +351,8 @@ def _sampled_loss(
 
 
 def _zeros_parameter(name: str, size: int | None) -> nn.Parameter | None:
-    if size is None:
-        return None
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"{name} must be a positive integer or None, got {size!r}")
-    return nn.Parameter(torch.zeros(size))
+    size = _checks.positive_int_or_none(name, size)
+    return None if size is None else nn.Parameter(torch.zeros(size))
 
 
 class ContrastiveLoss(nn.Module):
@@ -427,8 +378,7 @@ class ContrastiveLoss(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        _check_number("margin", margin)
-        self.margin = float(margin)
+        self.margin = _checks.finite_float("margin", margin, 0)
         self.sampling = _resolve_sampling(sampling)
         self.generator = generator
         self.last_stats = SamplingStats()
@@ -483,8 +433,7 @@ class TripletLoss(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        _check_number("margin", margin, positive=True)
-        self.margin = float(margin)
+        self.margin = _checks.finite_float("margin", margin, 0, low_open=True)
         self.squared = bool(squared)
         self.sampling = _resolve_sampling(sampling)
         self.generator = generator
@@ -564,11 +513,10 @@ class MarginLoss(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        _check_number("margin", margin, positive=True)
-        _check_number("beta", beta)
-        _check_number("nu", nu)
-        self.margin, self.nu = float(margin), float(nu)
-        self.beta0 = nn.Parameter(torch.tensor(float(beta)), requires_grad=bool(learn_beta))
+        self.margin = _checks.finite_float("margin", margin, 0, low_open=True)
+        beta = _checks.finite_float("beta", beta, 0)
+        self.nu = _checks.finite_float("nu", nu, 0)
+        self.beta0 = nn.Parameter(torch.tensor(beta), requires_grad=bool(learn_beta))
         self.register_parameter("beta_class", _zeros_parameter("n_classes", n_classes))
         self.register_parameter("beta_image", _zeros_parameter("n_items", n_items))
         self.sampling = _resolve_sampling(sampling)
@@ -592,7 +540,7 @@ class MarginLoss(nn.Module):
             ValueError: on labels or indices out of range, or missing indices.
         """
         n_classes = None if self.beta_class is None else len(self.beta_class)
-        _check_index("labels", labels, n_classes, "n_classes", int64=False)
+        _checks.index_tensor("labels", labels, n_classes, bound="n_classes")
         beta = self.beta0.expand(len(labels))  # (N,)
         if self.beta_class is not None:
             beta = beta + self.beta_class[labels.long()]  # (N,) any integer dtype indexes
@@ -602,7 +550,7 @@ class MarginLoss(nn.Module):
                     "MarginLoss(n_items=...) learns a β per image, so it needs indices: the "
                     "(N,) data-set index of each embedding, forward(embeddings, labels, indices)"
                 )
-            _check_index("indices", indices, len(self.beta_image), "n_items", int64=False)
+            _checks.index_tensor("indices", indices, len(self.beta_image), bound="n_items")
             if len(indices) != len(labels):
                 raise ValueError(f"got {len(indices)} indices for {len(labels)} labels")
             beta = beta + self.beta_image[indices.long()]  # (N,)
@@ -617,9 +565,9 @@ class MarginLoss(nn.Module):
         Returns:
             ``{"params": [β⁽⁰⁾, β⁽ᶜˡᵃˢˢ⁾?, β⁽ⁱᵐᵍ⁾?], "lr": lr, "name": "beta"}``.
         """
-        _check_number("lr", lr, positive=True)
+        lr = _checks.finite_float("lr", lr, 0, low_open=True)
         params = [p for p in (self.beta0, self.beta_class, self.beta_image) if p is not None]
-        return {"params": params, "lr": float(lr), "name": "beta"}
+        return {"params": params, "lr": lr, "name": "beta"}
 
     def forward(self, embeddings: Tensor, labels: Tensor, indices: Tensor | None = None) -> Tensor:
         """Sample triplets from the batch and return the margin loss.
@@ -633,10 +581,7 @@ class MarginLoss(nn.Module):
             () scalar loss.
         """
         beta = self.beta_values(labels, indices)  # (N,)
-        if beta.device != embeddings.device:
-            raise ValueError(
-                f"MarginLoss is on {beta.device} but embeddings on {embeddings.device}"
-            )
+        _checks.same_device("MarginLoss", beta, embeddings)
         return _sampled_loss(
             self,
             embeddings,

@@ -43,6 +43,7 @@ from typing import Literal, NamedTuple, TypeVar
 import torch
 from torch import Tensor, nn
 
+from sampling_matters import _checks
 from sampling_matters.data.transforms import EFFICIENTNET_LITE, IMAGENET, UNIT, Normalization
 
 __all__ = [
@@ -115,9 +116,9 @@ class EmbeddingModel(nn.Module):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive("embedding_dim", embedding_dim)
-        _check_positive("feature_dim", feature_dim)
-        _check_positive("input_size", input_size)
+        embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
+        feature_dim = _checks.positive_int("feature_dim", feature_dim)
+        input_size = _checks.positive_int("input_size", input_size)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         normalization.check_channels(channels)
@@ -178,11 +179,8 @@ class EmbeddingModel(nn.Module):
             ValueError: if ``n`` is not an integer in [0, n_stages].
         """
         stages = self.stages()
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(stages):
-            raise ValueError(
-                f"frozen_stages must be an integer in [0, {len(stages)}] (this backbone"
-                f" has {len(stages)} stages), got {n!r}"
-            )
+        why = f"this backbone has {len(stages)} stages"
+        n = _checks.integer("frozen_stages", n, 0, len(stages), why=why)
         self.frozen_stages = n
         for index, stage in enumerate(stages):
             for parameter in stage.parameters():
@@ -502,12 +500,6 @@ def from_scratch(name: str, pretrained: bool) -> bool:
     return not (pretrained and _SPECS[name].has_weights)
 
 
-def _check_positive(name: str, value: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int ≥ 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def build_model(
     name: str,
     *,
@@ -551,10 +543,10 @@ def build_model(
     """
     if name not in _SPECS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    _check_positive("embedding_dim", embedding_dim)
+    embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
     spec = _SPECS[name]
     size = spec.input_size if input_size is None else input_size
-    _check_positive("input_size", size)
+    size = _checks.positive_int("input_size", size)
     if size < spec.min_input_size:
         raise ValueError(f"{name!r} needs input_size >= {spec.min_input_size}, got {size}")
     if weights is not None and not pretrained:

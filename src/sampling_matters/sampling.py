@@ -26,7 +26,8 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from sampling_matters.distances import check_embeddings, compute_dtype, pairwise_distances
+from sampling_matters import _checks
+from sampling_matters.distances import compute_dtype, pairwise_distances
 
 __all__ = [
     "SAMPLINGS",
@@ -105,22 +106,9 @@ class SamplingFunction(Protocol):
 
 
 def _check_inputs(embeddings: Tensor, labels: Tensor, *, finite: bool = True) -> None:
-    check_embeddings(embeddings, finite=finite)
-    if not isinstance(labels, Tensor) or labels.dim() != 1:
-        raise ValueError(f"labels must be a 1-d tensor of class ids, got {_describe(labels)}")
-    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
-        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
-    if len(labels) != len(embeddings):
-        raise ValueError(
-            f"labels and embeddings must have the same length N, got {len(labels)} labels "
-            f"for {len(embeddings)} embeddings"
-        )
-    if labels.device != embeddings.device:
-        raise ValueError(f"labels are on {labels.device} but embeddings on {embeddings.device}")
-
-
-def _describe(x: object) -> str:
-    return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+    _checks.embeddings_2d(embeddings, finite=finite)
+    _checks.labels_1d(labels, len(embeddings))
+    _checks.same_device("labels", labels, embeddings)
 
 
 def _check_unit_norm(embeddings: Tensor) -> None:
@@ -378,8 +366,7 @@ def semihard(
     Returns:
         Triplets of (T,) int64 indices.
     """
-    if not margin > 0:
-        raise ValueError(f"margin must be > 0, got {margin}")
+    _checks.finite_float("margin", margin, 0, low_open=True)
     _check_inputs(embeddings, labels)
     if not len(labels):
         return _empty(labels, stats)
@@ -619,8 +606,7 @@ def _check_distance_weighted_args(
         )
     if density not in ("sphere", "empirical"):
         raise ValueError(f"density must be 'sphere' or 'empirical', got {density!r}")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    _checks.positive_int("bins", bins)
 
 
 SAMPLINGS: dict[str, Callable[..., Triplets]] = {

@@ -16,12 +16,13 @@ import math
 import torch
 from torch import Tensor
 
+from sampling_matters import _checks
+
 __all__ = ["log_distance_density", "log_normaliser", "uniform_on_sphere"]
 
 
 def _check_dim(dim: int) -> None:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an integer >= 2 (points on S^(dim-1)), got {dim!r}")
+    _checks.integer("dim", dim, 2, why="points on S^(dim-1)")
 
 
 def log_normaliser(dim: int) -> float:
@@ -101,8 +102,7 @@ def uniform_on_sphere(
         True
     """
     _check_dim(dim)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an integer >= 0 (the number of points), got {n!r}")
+    _checks.integer("n", n, 0, why="the number of points")
     device = generator.device if generator is not None else torch.device("cpu")
     x = torch.randn(n, dim, generator=generator, dtype=dtype, device=device)  # (n, dim)
     return torch.nn.functional.normalize(x, dim=1)

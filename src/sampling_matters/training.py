@@ -936,6 +936,6 @@ def _write_config(config: TrainConfig, out: Path, skipped: list[Path]) -> None:
 
 
 def _progress_bar(total: int, done: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from sampling_matters._progress import tqdm
 
     return tqdm(total=total, initial=done, disable=not enabled, desc="train", unit="step")

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
+from sampling_matters import _checks
+from sampling_matters._optional import require
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -26,25 +29,18 @@ MAX_DIM = 65_536
 MAX_DRAWS = 10_000_000
 
 
-def check_int(name: str, value: object, minimum: int, maximum: int = 2**62) -> int:
-    """``value`` if it is an integer in [minimum, maximum], else ``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
-    return value
-
-
 def check_dims(dims: Sequence[int]) -> tuple[int, ...]:
     """One or more dimensions n in [2, MAX_DIM]."""
     if not len(dims):
         raise ValueError("dims must name at least one dimension")
-    return tuple(check_int("each dimension", n, 2, MAX_DIM) for n in dims)
+    return tuple(_checks.integer("each dimension", n, 2, MAX_DIM) for n in dims)
 
 
 def check_sigmas(sigmas: Sequence[float]) -> tuple[float, ...]:
     """One or more noise levels σ > 0, as floats."""
-    if not len(sigmas) or not all(isinstance(s, (int, float)) and s > 0 for s in sigmas):
+    if not len(sigmas):
         raise ValueError(f"sigmas must be one or more numbers > 0, got {sigmas!r}")
-    return tuple(float(s) for s in sigmas)
+    return tuple(_checks.finite_float("each sigma", s, 0, low_open=True) for s in sigmas)
 
 
 # ---------------------------------------------------------------------------- tables
@@ -79,6 +75,7 @@ def write_csv(path: Path, table: Table) -> None:
 
 def new_figure(rows: int, cols: int, size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
     """A matplotlib ``Figure`` on the Agg canvas (no pyplot state) and its axes, row-major."""
+    require("matplotlib")  # missing: an ImportError naming the figures extra
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=size, layout="constrained")

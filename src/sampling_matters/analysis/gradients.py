@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from sampling_matters import _checks
 from sampling_matters.analysis._common import (
     FigureSpec,
     Settings,
     Table,
-    check_int,
     check_sigmas,
     new_figure,
 )
@@ -116,8 +116,8 @@ def direction_variance(
         >>> bool(v[0, 0] > v[0, 1])
         True
     """
-    check_int("dim", dim, 2)
-    check_int("draws", draws, 2)
+    _checks.integer("dim", dim, 2)
+    _checks.integer("draws", draws, 2)
     sigmas = check_sigmas(sigmas)
     if distances.dim() != 1 or not bool(((distances > 0) & (distances <= 2)).all()):
         raise ValueError("distances must be a 1-d tensor of values in (0, 2]")
@@ -208,7 +208,7 @@ def gradient_variance(
     Returns:
         See :class:`GradientVariance`.
     """
-    check_int("points", points, 2)
+    _checks.integer("points", points, 2)
     if sampled is None:
         sampled = sampled_distances(
             uniform_batches(dim, batches_for(draws), generator=generator),

@@ -13,13 +13,13 @@ from typing import Any
 
 from torch import Tensor
 
+from sampling_matters import _checks
 from sampling_matters.analysis import curves, gradients, sampled, shapes, sphere
 from sampling_matters.analysis._common import (
     MAX_DRAWS,
     FigureSpec,
     Settings,
     check_dims,
-    check_int,
     write_csv,
 )
 from sampling_matters.analysis.sphere import DEFAULT_DIMS
@@ -118,8 +118,8 @@ def check_figures(
         by = _drawn_by(lambda spec: spec.reads_embeddings)
         raise ValueError(f"embeddings are drawn only by {by}: ask for it too")
     check_dims(dims)
-    check_int("draws", draws, 2, MAX_DRAWS)
-    check_int("seed", seed, 0, 2**63 - 1)
+    _checks.integer("draws", draws, 2, MAX_DRAWS)
+    _checks.integer("seed", seed, 0, 2**63 - 1)
     return names
 
 

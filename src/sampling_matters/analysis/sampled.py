@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from sampling_matters.analysis._common import FigureSpec, Settings, Table, check_int, new_figure
+from sampling_matters import _checks
+from sampling_matters.analysis._common import FigureSpec, Settings, Table, new_figure
 from sampling_matters.distances import pairwise_distances
 from sampling_matters.sampling import SAMPLINGS, Triplets, distance_weighted
 from sampling_matters.sphere import log_distance_density, uniform_on_sphere
@@ -97,9 +98,9 @@ def uniform_batches(
         An iterator of (P·K, dim) embeddings and (P·K,) int64 labels (the inputs are
         checked at the call, not at the first batch).
     """
-    check_int("dim", dim, 2)
-    check_int("classes", classes, 2)
-    check_int("per_class", per_class, 2)
+    _checks.integer("dim", dim, 2)
+    _checks.integer("classes", classes, 2)
+    _checks.integer("per_class", per_class, 2)
     labels = torch.arange(classes).repeat_interleave(per_class)  # (P·K,)
     return ((uniform_on_sphere(len(labels), dim, generator), labels) for _ in range(batches))
 
@@ -133,7 +134,7 @@ def pk_batches(
     Raises:
         ValueError: on mismatched inputs or fewer than two classes with K items.
     """
-    check_int("classes", classes, 2)
+    _checks.integer("classes", classes, 2)
     usable = usable_classes(embeddings, labels, per_class)  # (C,) checks the inputs
     x = torch.nn.functional.normalize(embeddings.detach().float(), dim=1)  # (N, D)
     return (
@@ -175,18 +176,9 @@ def usable_classes(embeddings: Tensor, labels: Tensor, per_class: int) -> Tensor
     Raises:
         ValueError: on malformed inputs or fewer than two such classes.
     """
-    check_int("per_class", per_class, 2)
-    if not isinstance(embeddings, Tensor) or not isinstance(labels, Tensor):
-        raise ValueError("embeddings and labels must be tensors")
-    if embeddings.dim() != 2 or labels.shape != (len(embeddings),):
-        raise ValueError(
-            "expected (N, D) embeddings and (N,) labels, got shapes "
-            f"{tuple(embeddings.shape)} and {tuple(labels.shape)}"
-        )
-    if not embeddings.is_floating_point() or labels.is_floating_point():
-        raise ValueError("expected floating embeddings and integer labels")
-    if not bool(embeddings.isfinite().all()):
-        raise ValueError("embeddings contain NaN or Inf")
+    _checks.integer("per_class", per_class, 2)
+    _checks.embeddings_2d(embeddings, finite=True)
+    _checks.labels_1d(labels, len(embeddings))
     names, counts = torch.unique(labels, return_counts=True)
     usable: Tensor = names[counts >= per_class]  # (C,)
     if len(usable) < 2:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from sampling_matters.analysis._common import FigureSpec, Settings, Table, check_int, new_figure
+from sampling_matters import _checks
+from sampling_matters.analysis._common import FigureSpec, Settings, Table, new_figure
 from sampling_matters.losses import (
     LOSSES,
     ContrastiveLoss,
@@ -134,7 +135,7 @@ def loss_shapes(*, points: int = 200, other_distance: float = OTHER_DISTANCE) ->
     Returns:
         See :class:`LossShapes`.
     """
-    check_int("points", points, 2)
+    _checks.integer("points", points, 2)
     d = (torch.arange(points, dtype=torch.float64) + 0.5) * (2.0 / points)  # (G,)
     values, gradients = {}, {}
     for loss in LOSSES:

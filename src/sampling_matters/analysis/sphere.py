@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from sampling_matters import _checks
 from sampling_matters.analysis._common import (
     FigureSpec,
     Settings,
     Table,
     check_dims,
-    check_int,
     new_figure,
 )
 from sampling_matters.sphere import log_distance_density, uniform_on_sphere
@@ -102,8 +102,8 @@ def sphere_distances(
         The densities, see :class:`SphereDistances`.
     """
     dims = check_dims(dims)
-    check_int("draws", draws, 2)
-    check_int("bins", bins, 1)
+    _checks.integer("draws", draws, 2)
+    _checks.positive_int("bins", bins)
     edges = torch.linspace(0.0, 2.0, bins + 1, dtype=torch.float64)  # (B + 1,)
     width = 2.0 / bins
     histograms, exact = [], []

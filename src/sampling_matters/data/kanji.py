@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
-from tqdm.auto import tqdm
 
+from sampling_matters._optional import require
+from sampling_matters._progress import tqdm
 from sampling_matters.data.cache import BuiltSet
 from sampling_matters.data.packages import (
     PackageDownloadError,
@@ -203,7 +204,7 @@ def font_faces(path: Path, contains: str = "") -> list[Face]:
         contains: only faces whose full name contains this text ("" for all).
 
     Raises:
-        ImportError: fontTools is not installed.
+        MissingExtraError: fontTools is not installed (the ``data`` extra).
     """
     tt_lib = _fonttools()
     collection = path.suffix.lower() in (".ttc", ".otc")
@@ -449,14 +450,8 @@ def _full_name(font: Any, path: Path, index: int) -> str:
 
 
 def _fonttools() -> Any:
-    """The module ``fontTools.ttLib``, or an ImportError that says how to install it."""
-    try:
-        from fontTools import ttLib  # type: ignore[import-untyped]
-    except ImportError as error:
-        raise ImportError(
-            "building the kanji set needs fontTools: pip install fonttools"
-        ) from error
-    return ttLib
+    """The module ``fontTools.ttLib``, or an ImportError that names the ``data`` extra."""
+    return require("fontTools.ttLib")
 
 
 @contextmanager

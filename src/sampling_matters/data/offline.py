@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from sampling_matters import _progress
 from sampling_matters.data.cache import (
     BuiltSet,
     build_once,
@@ -256,4 +256,4 @@ def _describe(name: str, recipe: _Recipe, built: BuiltSet, seconds: float) -> Bu
 
 
 def _say(message: str) -> None:
-    tqdm.write(message)
+    _progress.write(message)

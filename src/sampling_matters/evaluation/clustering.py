@@ -22,8 +22,9 @@ import torch
 from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 from torch import Tensor
 
+from sampling_matters import _checks
 from sampling_matters.distances import compute_dtype, pairwise_distances
-from sampling_matters.evaluation.knn import _check_finite, _to_numpy, faiss_available
+from sampling_matters.evaluation.knn import _to_numpy, faiss_available
 from sampling_matters.evaluation.metrics import ArrayLike, as_tensor
 
 __all__ = ["BACKENDS", "INITS", "clustering_scores", "kmeans"]
@@ -165,15 +166,12 @@ def clustering_scores(
 
 def _check_kmeans_args(points: Tensor, k: int, iterations: int, backend: str, init: str) -> None:
     """Raise ``ValueError`` unless the arguments of :func:`kmeans` make sense."""
-    _check_finite(points, "x")
-    if not 1 <= k <= len(points):
-        raise ValueError(f"k must be in [1, N] = [1, {len(points)}], got {k}")
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    _checks.embeddings_2d(points, "x", finite=True)
+    if not _checks.is_integer(k) or not 1 <= k <= len(points):
+        raise ValueError(f"k must be in [1, N] = [1, {len(points)}] (an integer), got {k!r}")
+    _checks.positive_int("iterations", iterations)
+    _checks.one_of("backend", backend, BACKENDS)
+    _checks.one_of("init", init, INITS)
 
 
 def _resolve_backend(backend: Backend) -> Literal["faiss", "torch"]:

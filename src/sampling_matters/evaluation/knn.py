@@ -25,7 +25,6 @@ in float32, or float64 for float64 inputs (faiss then ranks in float32).
 from __future__ import annotations
 
 import importlib
-import operator
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any, Literal, NamedTuple
@@ -33,7 +32,8 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from sampling_matters.distances import check_embeddings, compute_dtype
+from sampling_matters import _checks
+from sampling_matters.distances import compute_dtype
 
 __all__ = ["BACKENDS", "METRICS", "Neighbours", "faiss_available", "knn"]
 
@@ -145,7 +145,7 @@ def _prepare(
 
     For the cosine metric the rows are L2-normalised (zero rows stay zero).
     """
-    _check_finite(queries, "queries")
+    _checks.embeddings_2d(queries, "queries", finite=True)
     exclude = gallery is None if exclude_self is None else bool(exclude_self)
     if gallery is None:
         gallery = queries
@@ -159,25 +159,15 @@ def _prepare(
     return queries, gallery, exclude
 
 
-def _check_finite(x: Tensor, name: str) -> None:
-    """Raise ``ValueError`` unless ``x`` is a floating (N, D) tensor of finite values."""
-    check_embeddings(x, name)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} must be finite, got NaN or Inf values")
-
-
 def _check_gallery(queries: Tensor, gallery: Tensor, exclude: bool) -> None:
     """Raise ``ValueError`` unless ``gallery`` can be searched with ``queries``."""
-    _check_finite(gallery, "gallery")
+    _checks.embeddings_2d(gallery, "gallery", finite=True)
     if gallery.shape[1] != queries.shape[1]:
         raise ValueError(
             "queries and gallery must have the same dimension D, "
             f"got {queries.shape[1]} and {gallery.shape[1]}"
         )
-    if gallery.device != queries.device:
-        raise ValueError(
-            f"queries and gallery must be on one device, got {queries.device} and {gallery.device}"
-        )
+    _checks.same_device("gallery", gallery, queries, "queries")
     if exclude and len(gallery) < len(queries):
         raise ValueError(
             "exclude_self with a gallery means query i is gallery row i, so it needs "
@@ -189,29 +179,16 @@ def _check_options(
     k: int, gallery_size: int, exclude: bool, metric: str, backend: str, chunk_size: int | None
 ) -> None:
     """Raise ``ValueError`` for an out-of-range k or chunk size, or an unknown name."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _checks.one_of("metric", metric, METRICS)
+    _checks.one_of("backend", backend, BACKENDS)
     available = gallery_size - int(exclude)
-    if _as_int(k) is None or not 1 <= k <= available:
+    if not _checks.is_integer(k) or not 1 <= k <= available:
         less_self = " less the query itself" if exclude else ""
         raise ValueError(
-            f"k must be an int with 1 <= k <= {available} (gallery size {gallery_size}"
+            f"k must be an integer with 1 <= k <= {available} (gallery size {gallery_size}"
             f"{less_self}), got k={k!r}"
         )
-    if chunk_size is not None and (_as_int(chunk_size) is None or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-
-
-def _as_int(value: object) -> int | None:
-    """``value`` as an int if it is an integer (not a bool), else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        return None
+    _checks.positive_int_or_none("chunk_size", chunk_size)
 
 
 def _default_chunk_size(gallery_size: int, dtype: torch.dtype) -> int:
@@ -225,7 +202,7 @@ def _progress(chunks: range, enabled: bool) -> Iterable[int]:
     if not enabled:
         return chunks
     try:
-        tqdm = importlib.import_module("tqdm.auto").tqdm
+        tqdm = importlib.import_module("sampling_matters._progress").tqdm
     except ImportError:
         return chunks
     return tqdm(chunks, desc="knn", unit="chunk")  # type: ignore[no-any-return]

@@ -32,6 +32,8 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from sampling_matters import _checks
+
 __all__ = [
     "ArrayLike",
     "as_tensor",
@@ -256,7 +258,7 @@ def _match_table(neighbour_labels: ArrayLike, query_labels: ArrayLike) -> Tensor
 def _scored(hits: Tensor, relevant: ArrayLike) -> tuple[Tensor, Tensor]:
     """The rows (S, k) of ``hits`` and counts (S,) of the scored queries (R_q > 0)."""
     counts = _labels(relevant, "relevant").to(hits.device)
-    integer = not (counts.is_floating_point() or counts.dtype == torch.bool)
+    integer = _checks.is_integer_dtype(counts)
     if len(counts) != len(hits) or not integer or bool((counts < 0).any()):
         raise ValueError(
             f"relevant must be {len(hits)} non-negative integer counts, got "

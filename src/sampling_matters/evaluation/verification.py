@@ -19,6 +19,7 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import Tensor
 
+from sampling_matters import _checks
 from sampling_matters.evaluation.metrics import ArrayLike, as_tensor
 
 __all__ = ["roc_auc", "tar_at_far", "verification_accuracy"]
@@ -130,8 +131,7 @@ def tar_at_far(
         >>> tar_at_far(d, same, far=0.0), tar_at_far(d, same, far=0.34)
         (0.6666666666666666, 1.0)
     """
-    if not 0.0 <= far <= 1.0 or math.isnan(far):
-        raise ValueError(f"far must be in [0, 1], got {far}")
+    far = _checks.finite_float("far", far, 0, 1, why="a false accept rate")
     scores, labels = _pairs(distances, same, similarity)
     _counts(labels)
     # one point per distinct distance t (accept iff d ≤ t); keep them all, since the
