@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import json
 import math
 import os
 import platform
@@ -82,7 +81,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recipes import check_settings
+from finished import check_settings, read_metrics, train_once, wall_seconds
 from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
 from sampling_matters import data as datasets
 from sampling_matters import training
@@ -103,7 +102,6 @@ TOLERANCE = 0.005  # target 1: ours mean >= PML mean - TOLERANCE, for R@1 and MA
 METRICS = ("recall@1", "map@r", "nmi")
 FLOOR_NMI_MAX = 50_000_000  # floors with more values than this are scored without NMI
 EVAL_BATCH = 1024
-WALL = "wall_s.txt"  # in a run's folder: seconds in train(), summed over sessions
 PER_RUN = ("loss", "sampling", "learn_beta", "seed", "steps", "out")
 """Settings an arm or a run sets; the rest is the recipe's."""
 SHOWN_DEFAULTS = (
@@ -275,27 +273,16 @@ def run_config(
     return TrainConfig.from_flat({**settings, "steps": steps, "out": str(out)})
 
 
-def _seconds(out: Path) -> float:
-    path = out / WALL
-    return float(path.read_text()) if path.exists() else 0.0
-
-
 def train_run(config: TrainConfig, factory: Callable[[TrainConfig], nn.Module] | None) -> None:
     """Train (or resume) the run of ``config`` unless it has finished; add up its wall time.
 
     A finished run with other settings than ``config``'s is refused (``SystemExit``).
     """
     out = Path(config.run.out)
-    if not (out / "metrics.json").exists():
-        start = time.perf_counter()
-        resume = (out / "config.yaml").exists()
-        try:
-            training.train(config, resume=resume, progress=False, loss_factory=factory)
-        except KeyboardInterrupt:
-            if out.is_dir():
-                (out / WALL).write_text(f"{_seconds(out) + time.perf_counter() - start:.1f}\n")
-            raise
-        (out / WALL).write_text(f"{_seconds(out) + time.perf_counter() - start:.1f}\n")
+    train_once(
+        out,
+        lambda resume: training.train(config, resume=resume, progress=False, loss_factory=factory),
+    )
     check_settings(config, out)
 
 
@@ -309,8 +296,7 @@ def last_beta(out: Path) -> float:
 def read_run(config: TrainConfig, recipe: Recipe, arm: Arm) -> Run:
     """The finished run of ``config``: its test metrics, wall time and β at the end."""
     out = Path(config.run.out)
-    values = json.loads((out / "metrics.json").read_text())
-    metrics = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+    metrics = read_metrics(out)
     text = f"{arm.library}: {arm.text}"
     return Run(
         recipe.name,
@@ -319,7 +305,7 @@ def read_run(config: TrainConfig, recipe: Recipe, arm: Arm) -> Run:
         arm.library,
         config.run.seed,
         metrics,
-        _seconds(out),
+        wall_seconds(out),
         last_beta(out),
         True,
     )

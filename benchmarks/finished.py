@@ -1,0 +1,67 @@
+"""Benchmark runs that survive interruptions: train once, resume a cut run, read it back.
+
+A benchmark keeps each of its runs in a folder of its own. :func:`train_once` trains the
+run unless its ``metrics.json`` is there (resuming when the folder already holds the
+start of it) and adds the seconds spent to ``wall_s.txt``, summed over sessions;
+:func:`read_metrics` and :func:`wall_seconds` read a finished run back, and
+:func:`check_settings` refuses a folder whose run was trained with other settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from sampling_matters.config import NEUTRAL_KEYS, RECORD_KEYS, TrainConfig
+
+WALL = "wall_s.txt"
+"""In a run's folder: the seconds its training took, summed over sessions."""
+
+
+def wall_seconds(out: Path) -> float:
+    """The seconds recorded in ``out/wall_s.txt`` (0 when none)."""
+    path = out / WALL
+    return float(path.read_text()) if path.exists() else 0.0
+
+
+def train_once(out: Path, train: Callable[[bool], object]) -> None:
+    """Call ``train(resume)`` unless ``out`` holds a finished run; add up the wall time.
+
+    ``resume`` is True when ``out`` already holds the start of the run. The time is
+    added on an interruption too, so a run cut and resumed counts all its sessions.
+    """
+    if (out / "metrics.json").exists():
+        return
+    start = time.perf_counter()
+    try:
+        train((out / "config.yaml").exists())
+    finally:
+        if out.is_dir():
+            (out / WALL).write_text(f"{wall_seconds(out) + time.perf_counter() - start:.1f}\n")
+
+
+def read_metrics(out: Path) -> dict[str, float]:
+    """The numbers of the finished run's ``metrics.json``."""
+    values = json.loads((out / "metrics.json").read_text())
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def check_settings(config: TrainConfig, out: Path) -> None:
+    """Refuse (``SystemExit``) a finished run in ``out`` whose settings are not ``config``'s.
+
+    Settings ``config`` leaves to be decided at training (``auto``, unset) are not
+    compared, nor the neutral ones, nor ``data`` (recorded as an absolute path).
+    """
+    recorded = TrainConfig.from_flat(yaml.safe_load((out / "config.yaml").read_text())).flat()
+    skip = {*NEUTRAL_KEYS, *RECORD_KEYS, "data"}
+    differ = [
+        k
+        for k, v in config.flat().items()
+        if k not in skip and v not in ("auto", None) and recorded.get(k) != v
+    ]
+    if differ:
+        raise SystemExit(f"{out} holds a run with other settings ({', '.join(differ)}); remove it")
