@@ -10,9 +10,12 @@ paired by seed: the mean difference and its 95% interval (t with n − 1 degrees
 freedom). Where the interval holds 0 the verdict is "not distinguishable".
 
 Runs go to ``RUNS/<arm>/seed<S>/`` (default ``runs/defaults``); run the same command
-again after an interruption: finished runs are read back, a cut one resumes. The table
-is rewritten after every run. The arms run in three tiers (the defaults and the changes
-that matter most first), seed-major within a tier::
+again after an interruption: finished runs are read back, a cut one resumes. Finished
+runs are also recorded under ``results/runs/defaults/`` (``--records``; their
+``config.yaml``, ``metrics.json`` and log, see ``finished.py``), so a fresh clone
+continues where the last one stopped. The table is rewritten after every run. The arms
+run in three tiers (the defaults and the changes that matter most first), seed-major
+within a tier::
 
     .venv/bin/python benchmarks/defaults.py                       # kanji, 2,500 steps, 3 seeds
     .venv/bin/python benchmarks/defaults.py --arms defaults,old-defaults --seeds 1
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 import statistics
 import sys
 import time
@@ -35,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from finished import read_metrics, train_once
+from finished import RECORDS, read_metrics, train_once
 from report import paired, table
 from sampling_matters.ablation import mean_std
 from sampling_matters.cli import main as cli
@@ -99,9 +103,18 @@ def run_dir(runs: Path, arm: Arm, seed: int) -> Path:
     return runs / arm.name / f"seed{seed}"
 
 
-def train(data: str, steps: int, arm: Arm, seed: int, runs: Path) -> dict[str, float]:
+def record_dir(args: argparse.Namespace, arm: Arm, seed: int) -> Path | None:
+    """Where the run's record is kept (``None`` with ``--records none``)."""
+    if str(args.records) == "none":
+        return None
+    setup = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{args.data}-{args.steps}").strip("-")
+    return Path(args.records) / setup / arm.name / f"seed{seed}"
+
+
+def train(args: argparse.Namespace, arm: Arm, seed: int) -> dict[str, float]:
     """Train (or resume, or read back) one run through the command line; its metrics."""
-    out = run_dir(runs, arm, seed)
+    data, steps = args.data, args.steps
+    out = run_dir(args.runs, arm, seed)
     flags = ["--data", data, "--steps", str(steps), "--seed", str(seed), *arm.flags]
 
     def command(resume: bool) -> None:
@@ -110,7 +123,7 @@ def train(data: str, steps: int, arm: Arm, seed: int, runs: Path) -> dict[str, f
         if status != 0:
             raise SystemExit(f"{arm.name} seed {seed}: training failed (exit {status})")
 
-    train_once(out, command)
+    train_once(out, command, record_dir(args, arm, seed))
     return read_metrics(out)
 
 
@@ -201,6 +214,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--arms", default=",".join(a.name for a in ARMS))
     parser.add_argument("--runs", type=Path, default=Path("runs/defaults"))
     parser.add_argument("--out", type=Path, default=RESULTS / "defaults.md")
+    parser.add_argument(
+        "--records",
+        default=str(RECORDS / "defaults"),
+        help="where finished runs are recorded and restored from ('none': nowhere)",
+    )
     return parser.parse_args()
 
 
@@ -220,7 +238,7 @@ def main() -> None:
         if arm.tier == tier and arm.name in chosen
     ]
     for seed, arm in order:
-        metrics = train(args.data, args.steps, arm, seed, args.runs)
+        metrics = train(args, arm, seed)
         results.setdefault(arm.name, {})[seed] = metrics
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(render(results, seeds, args))

@@ -43,7 +43,10 @@ read back from their ``metrics.json``, a cut one resumes from its ``last.pt``; a
 folder holding a run with other settings (another ``--steps-scale``, ``--fixed-beta``)
 is an error: use another ``--runs``. A set whose recipe caches features first trains
 one untimed step into ``RUNS/<set>/warm-up/``, so that no timed run computes the cache.
-The table is rewritten after each run.
+Finished runs are also recorded under ``results/runs/quality/`` (``--records``; see
+``finished.py``), so a fresh clone reads them back instead of training them again; use
+``--records none`` with other ``--steps-scale`` or ``--fixed-beta``. The table is
+rewritten after each run.
 
 Run it. The full default (3 seeds of the margin pair, one of the others on emoji)
 takes about an hour on two cores, as ``small-cnn`` trains at about 0.15 s a step there
@@ -81,7 +84,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from finished import check_settings, read_metrics, train_once, wall_seconds
+from finished import RECORDS, check_settings, read_metrics, train_once, wall_seconds
 from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
 from sampling_matters import data as datasets
 from sampling_matters import training
@@ -273,15 +276,21 @@ def run_config(
     return TrainConfig.from_flat({**settings, "steps": steps, "out": str(out)})
 
 
-def train_run(config: TrainConfig, factory: Callable[[TrainConfig], nn.Module] | None) -> None:
+def train_run(
+    config: TrainConfig,
+    factory: Callable[[TrainConfig], nn.Module] | None,
+    record: Path | None = None,
+) -> None:
     """Train (or resume) the run of ``config`` unless it has finished; add up its wall time.
 
     A finished run with other settings than ``config``'s is refused (``SystemExit``).
+    With ``record``, the run is restored from or kept in that folder (``finished.py``).
     """
     out = Path(config.run.out)
     train_once(
         out,
         lambda resume: training.train(config, resume=resume, progress=False, loss_factory=factory),
+        record,
     )
     check_settings(config, out)
 
@@ -599,7 +608,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a paragraph appended to the table")
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="(runs/quality)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"({DEFAULT_OUT})")
+    parser.add_argument(
+        "--records",
+        default=str(RECORDS / "quality"),
+        help="where finished runs are recorded and restored from ('none': nowhere)",
+    )
     args = parser.parse_args(argv)
+    args.records = None if args.records == "none" else Path(args.records)
     args.sets = [s for s in args.sets.split(",") if s]
     args.arms = [a for a in args.arms.split(",") if a]
     args.extra_sets = [s for s in args.extra_sets.split(",") if s]
@@ -669,7 +684,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             warm_up(recipe, args.runs)
         for arm, seed in todo:
             config = run_config(recipe, arm, seed, steps, args.runs, not args.fixed_beta)
-            train_run(config, arm.factory)
+            record = args.records and args.records / Path(config.run.out).relative_to(args.runs)
+            train_run(config, arm.factory, record)
             run = read_run(config, recipe, arm)
             runs.append(run)
             print(

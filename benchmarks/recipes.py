@@ -20,7 +20,9 @@ steps' time, from ``log.csv``.
 
 Runs go to ``RUNS/<recipe>/seed<S>/`` (default ``runs/recipes``): run the same command
 again after an interruption and finished runs are read back, a cut one resumes; a
-folder holding a run with other settings is an error. About 15 minutes for the demo's
+folder holding a run with other settings is an error. Finished runs are also recorded
+under ``results/runs/recipes/`` (``--records``; see ``finished.py``), so a fresh clone
+reads them back instead of training them again. About 15 minutes for the demo's
 three seeds and 20 minutes a kanji seed on two cores::
 
     .venv/bin/python benchmarks/recipes.py
@@ -44,7 +46,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from finished import check_settings, read_metrics, train_once, wall_seconds
+from finished import RECORDS, check_settings, read_metrics, train_once, wall_seconds
 from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
 from sampling_matters.ablation import mean_std
 from sampling_matters.training import TrainConfig, train
@@ -85,7 +87,7 @@ def training_seconds(log: Path, batch: int) -> float:
     return total
 
 
-def run(path: Path, seed: int, runs: Path) -> Result:
+def run(path: Path, seed: int, runs: Path, records: Path | None = None) -> Result:
     """Train the recipe in ``path`` with ``seed`` into ``runs/<stem>/seed<S>``.
 
     A folder that already holds the finished run is read back, and a cut one resumes;
@@ -96,7 +98,8 @@ def run(path: Path, seed: int, runs: Path) -> Result:
     values.update(seed=seed, out=str(out))
     config = TrainConfig.from_flat(values)
     batch = config.data.classes_per_batch * config.data.samples_per_class
-    train_once(out, lambda resume: train(config, resume=resume, progress=False))
+    record = records and records / path.stem / f"seed{seed}"
+    train_once(out, lambda resume: train(config, resume=resume, progress=False), record)
     check_settings(config, out)
     train_s = training_seconds(out / "log.csv", batch)
     return Result(path.name, config.data.data, seed, read_metrics(out), wall_seconds(out), train_s)
@@ -185,7 +188,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--runs", type=Path, default=ROOT / "runs" / "recipes", help="(runs/recipes)"
     )
+    parser.add_argument(
+        "--records",
+        default=str(RECORDS / "recipes"),
+        help="where finished runs are recorded and restored from ('none': nowhere)",
+    )
     args = parser.parse_args(argv)
+    records = None if args.records == "none" else Path(args.records)
     seeds = _ints(args.seeds)
     per_set = {k: _ints(v) for k, v in (p.split("=", 1) for p in args.set_seeds.split(";") if p)}
     for path in args.configs:
@@ -198,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for path in args.configs:
         data = yaml.safe_load(path.read_text())["data"]
         for seed in per_set.get(data, seeds):
-            results.append(run(path, seed, args.runs))
+            results.append(run(path, seed, args.runs, records))
             r = results[-1]
             print(
                 f"{path.name} seed {seed}: R@1 {r.metrics['recall@1']:.4f} "
