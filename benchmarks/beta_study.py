@@ -39,7 +39,6 @@ from typing import Any
 
 import yaml
 
-from report import table
 from sampling_matters import files
 from sampling_matters.ablation import (
     ABLATION_KEYS,
@@ -49,11 +48,11 @@ from sampling_matters.ablation import (
     RunSpec,
     check_names,
     check_seeds,
-    mean_std,
     run_ablation,
     summarise,
 )
 from sampling_matters.data.cache import write_text_atomic
+from sampling_matters.tables import markdown_table, mean_std
 
 ARMS: dict[str, dict[str, Any]] = {
     "fixed": {"learn_beta": False, "beta_per_class": False, "beta_per_image": False},
@@ -160,7 +159,7 @@ def render(
         "of the per-class or per-image offsets are read from the end of training "
         "(`last.pt`).",
         "",
-        *table(header, arm_rows(arms, betas)),
+        *markdown_table(header, arm_rows(arms, betas)),
         "",
     ]
     return "\n".join(lines)

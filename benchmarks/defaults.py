@@ -40,9 +40,8 @@ from typing import Any
 import yaml
 
 from finished import RECORDS, read_metrics, train_once
-from report import paired, table
-from sampling_matters.ablation import mean_std
 from sampling_matters.cli import main as cli
+from sampling_matters.tables import markdown_table, mean_std, paired
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("recall@1", "map@r")
@@ -170,7 +169,7 @@ def render(results: dict[str, dict[int, dict[str, float]]], seeds: list[int], ar
         cells.append(changed(args.runs, arm, seeds))
         rows.append(cells)
     header = ["arm", "what", "seeds", "R@1 %", "Δ R@1 vs defaults", "MAP@R %", "Δ MAP@R"]
-    lines += table([*header, "settings that differ (resolved config.yaml)"], rows)
+    lines += markdown_table([*header, "settings that differ (resolved config.yaml)"], rows)
     return "\n".join([*lines, "", *target(base, seeds)]) + "\n"
 
 

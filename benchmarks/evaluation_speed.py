@@ -62,8 +62,8 @@ from report import (
     others_share,
     others_text,
     own_cpu_seconds,
-    table,
 )
+from sampling_matters.tables import markdown_table
 
 N_ITEMS, N_CLASSES, DIM = 60_502, 11_316, 128  # Stanford Online Products' test split
 MIN_SIZE, MAX_SIZE = 2, 12  # its class sizes
@@ -382,7 +382,7 @@ def speedtable(r: dict[str, Result]) -> tuple[list[str], bool]:
                 _pass(failures) if target != "—" else "—",
             ]
         )
-    return table(header, lines), all_ok
+    return markdown_table(header, lines), all_ok
 
 
 VALUE_ROWS = (  # (label, ours key, PML key, ours measurement, PML measurement, compared)
@@ -414,7 +414,7 @@ def valuestable(r: dict[str, Result]) -> tuple[list[str], bool]:
         key = f"recall@{k}"
         torch_value = r["ours-knn-torch"].value(key) if "ours-knn-torch" in r else None
         lines.append([f"Recall@{k}", _v(r["ours-knn"].value(key)), _v(torch_value)] + ["—"] * 4)
-    return table(header, lines), all_ok
+    return markdown_table(header, lines), all_ok
 
 
 def _v(value: float | None, varies: bool = False) -> str:

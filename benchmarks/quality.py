@@ -85,18 +85,18 @@ import torch
 from torch import nn
 
 from finished import RECORDS, check_settings, read_metrics, train_once, wall_seconds
-from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
+from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds
 from sampling_matters import data as datasets
 from sampling_matters import training
-from sampling_matters.ablation import mean_std
 from sampling_matters.compat import pml
 from sampling_matters.config import TrainConfig
 from sampling_matters.data.datasets import ImageDataset
 from sampling_matters.data.transforms import eval_transform
 from sampling_matters.evaluation import evaluate
 from sampling_matters.losses import MarginLoss
-from sampling_matters.models import build_model
+from sampling_matters.models import build_model_from_config
 from sampling_matters.sampling import distance_weighted
+from sampling_matters.tables import markdown_table, mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "quality.md"
@@ -349,13 +349,7 @@ def floor_runs(recipe: Recipe) -> list[Run]:
     test = datasets.load(config.data.data, "test")
     floors = {"raw pixels": _pixels(test)} if isinstance(test.images, np.ndarray) else {}
     if config.model.freeze_backbone:
-        model = build_model(
-            config.model.model,
-            embedding_dim=config.model.embedding_dim,
-            pretrained=True,
-            freeze_backbone=True,
-            input_size=config.data.image_size,
-        )
+        model = build_model_from_config(config, pretrained=True)
         size = config.data.image_size or model.input_size
         evaluation = eval_transform(
             test.kind, size, normalization=model.normalization, channels=model.channels
@@ -426,7 +420,7 @@ def summary_table(runs: Sequence[Run]) -> list[str]:
                 _ms([r.beta for r in group]),
             ]
         )
-    return table(header, lines)
+    return markdown_table(header, lines)
 
 
 def comparison_table(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
@@ -453,7 +447,7 @@ def comparison_table(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
                     "pass" if ok else "**FAIL**",
                 ]
             )
-    return table(header, lines), failures
+    return markdown_table(header, lines), failures
 
 
 def runs_table(runs: Sequence[Run]) -> list[str]:
@@ -481,7 +475,7 @@ def runs_table(runs: Sequence[Run]) -> list[str]:
         ]
         for r in runs
     ]
-    return table(header, lines)
+    return markdown_table(header, lines)
 
 
 def _settings_text(values: dict[str, Any]) -> str:

@@ -47,8 +47,8 @@ import torch
 import yaml
 
 from finished import RECORDS, check_settings, read_metrics, train_once, wall_seconds
-from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
-from sampling_matters.ablation import mean_std
+from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds
+from sampling_matters.tables import markdown_table, mean_std
 from sampling_matters.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,7 @@ def summary(results: Sequence[Result]) -> list[str]:
         )
     header = ["recipe", "set", "target", "time budget (not judged)", "seeds", "value"]
     header += ["train s", "wall s", "target met"]
-    return table(header, rows)
+    return markdown_table(header, rows)
 
 
 def every_run(results: Sequence[Result]) -> list[str]:
@@ -143,7 +143,7 @@ def every_run(results: Sequence[Result]) -> list[str]:
         ]
         for r in results
     ]
-    return table(header, rows)
+    return markdown_table(header, rows)
 
 
 def render(results: Sequence[Result], facts: dict[str, str], configs: Sequence[Path]) -> str:

@@ -1,10 +1,9 @@
-"""What the benchmarks share: facts about the machine and markdown tables."""
+"""What the benchmarks share: facts about the machine (tables: ``sampling_matters.tables``)."""
 
 from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Sequence
 from pathlib import Path
 
 BUSY_WARNING = 0.1  # warn when other processes used more than this share of the CPUs
@@ -54,31 +53,3 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
-    """A markdown table."""
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(cells) + " |" for cells in lines]
-
-
-def paired(pairs: Sequence[tuple[float, float]], scale: float = 1.0, digits: int = 1) -> str:
-    """The mean of ``a − b`` over pairs (by seed) with its 95% t interval, and a verdict.
-
-    ``+1.2 [+0.4, +2.0]`` when the interval excludes 0, ``+0.3 [−0.9, +1.5], not
-    distinguishable`` when it holds 0; one pair gives the difference alone.
-    """
-    import statistics
-
-    from scipy import stats
-
-    diffs = [scale * (a - b) for a, b in pairs]
-    if not diffs:
-        return "—"
-    mean = statistics.fmean(diffs)
-    if len(diffs) < 2:
-        return f"{mean:+.{digits}f} (1 seed, no interval)"
-    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
-    low, high = mean - half, mean + half
-    text = f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
-    return text + (", not distinguishable" if low <= 0 <= high else "")

@@ -44,9 +44,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds, table
+from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds
 from sampling_matters.losses import margin_loss
 from sampling_matters.sampling import Triplets, distance_weighted
+from sampling_matters.tables import markdown_table
 
 try:
     import pytorch_metric_learning as pml
@@ -266,7 +267,7 @@ def floortable(rows: Sequence[Row]) -> tuple[list[str], bool]:
                 _ratio(r.empirical.ms / r.cdist.ms),
             ]
         )
-    return table(header, lines), all_ok
+    return markdown_table(header, lines), all_ok
 
 
 def anchortable(rows: Sequence[Row]) -> tuple[list[str], bool]:
@@ -304,7 +305,7 @@ def anchortable(rows: Sequence[Row]) -> tuple[list[str], bool]:
                 str(r.pml_triplets),
             ]
         )
-    return table(header, lines), all_ok
+    return markdown_table(header, lines), all_ok
 
 
 def losstable(rows: Sequence[Row], with_pml: bool) -> tuple[list[str], bool]:
@@ -314,7 +315,7 @@ def losstable(rows: Sequence[Row], with_pml: bool) -> tuple[list[str], bool]:
             [str(r.n), str(r.d), str(r.triplets), _ms(r.loss_ours), f"{r.loss_value:.5f}"]
             for r in rows
         ]
-        return table(header, lines), True
+        return markdown_table(header, lines), True
     header = [
         "n",
         "d",
@@ -346,7 +347,7 @@ def losstable(rows: Sequence[Row], with_pml: bool) -> tuple[list[str], bool]:
                 f"{r.pml_loss_value:.5f}",
             ]
         )
-    return table(header, lines), all_ok
+    return markdown_table(header, lines), all_ok
 
 
 def _reps(timings: Sequence[Timing]) -> str:

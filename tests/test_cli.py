@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sampling_matters.cli import EXAMPLES, main
+from sampling_matters.cli import COMMANDS, EXAMPLES, main
+from sampling_matters.data import OFFLINE
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +111,37 @@ def test_a_query_path_with_hashes_is_a_file(trained, gallery, glyph_folder, tmp_
     assert str(query) in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", sorted(EXAMPLES))
-def test_every_subcommand_has_help_with_an_example(command, capsys):
+def help_text(command, capsys):
+    """``sampling-matters COMMAND --help`` (the top level's for None); it must exit with 0."""
     with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
+        main([command, "--help"] if command else ["--help"])
     assert exit_info.value.code == 0
-    assert EXAMPLES[command] in capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help_with_an_example(command, capsys):
+    assert command in EXAMPLES, f"add an example of `{command}` to EXAMPLES"
+    assert EXAMPLES[command] in help_text(command, capsys)
+
+
+def test_every_example_is_of_a_subcommand():
+    assert set(EXAMPLES) <= set(COMMANDS)
+
+
+def test_a_subcommand_without_an_example_leaves_the_others_alone(monkeypatch, capsys):
+    monkeypatch.delitem(EXAMPLES, "eval")
+    assert "example:" not in help_text("eval", capsys)
+    assert EXAMPLES["embed"] in help_text("embed", capsys)
+    assert "eval" in help_text(None, capsys)
+
+
+def test_prepare_offers_the_offline_sets(capsys):
+    assert f"offline data set ({', '.join(OFFLINE)})" in help_text("prepare", capsys)
+    with pytest.raises(SystemExit):
+        main(["prepare", "mnist"])
+    error = capsys.readouterr().err
+    assert "invalid choice" in error and all(name in error for name in OFFLINE)
 
 
 def test_unknown_flag_and_unknown_config_key_are_errors(tmp_path, capsys):

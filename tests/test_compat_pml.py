@@ -98,7 +98,7 @@ def test_missing_pml_names_the_extra(monkeypatch):
         return real(name, *args)
 
     factory = pml.factory("triplet")  # building the factory imports nothing
-    monkeypatch.setattr(pml.importlib, "import_module", no_pml)
+    monkeypatch.setattr(importlib, "import_module", no_pml)  # require imports through it
     with pytest.raises(ImportError, match="'bench' extra"):
         factory(config())
 

@@ -187,7 +187,9 @@ def test_non_finite(bad):
 def test_faiss_missing(monkeypatch):
     monkeypatch.setattr(knn_module, "_import_faiss", lambda: None)
     x = random_data(10, 3)
-    with pytest.raises(ValueError, match="pip install faiss-cpu"):
+    with pytest.raises(
+        ValueError, match=r"needs faiss-cpu: pip install 'sampling-matters\[bench\]'$"
+    ):
         knn(x, 2, backend="faiss")
     assert torch.equal(knn(x, 2).indices, knn(x, 2, backend="torch").indices)  # auto: torch
 

@@ -1,9 +1,11 @@
 """The offline sets: cache protocol, parsers and renderers offline; real builds marked slow."""
 
 import gzip
+import importlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 from pathlib import Path
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sampling_matters import data
 from sampling_matters.data import cache, emoji, fashion_mnist, kanji, offline, packages
 from sampling_matters.data.cache import BuiltSet, build_once, cache_root, fetch_once
 from sampling_matters.data.offline import load_offline, prepare
@@ -123,8 +126,8 @@ def fake_recipe(monkeypatch):
         say("fake: licence")
         return fake_set()
 
-    recipe = offline._Recipe(build, "photo", "fake key")
-    monkeypatch.setitem(offline._RECIPES, "emoji", recipe)
+    recipe = offline.OfflineRecipe(build, "photo", "fake key")
+    monkeypatch.setitem(offline.RECIPES, "emoji", recipe)
     return state
 
 
@@ -187,6 +190,52 @@ def test_unknown_names_and_splits_are_refused(tmp_path):
 def test_loading_an_unprepared_set_says_how_to_prepare_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare"):
         load_offline("kanji", "train", cache_dir=tmp_path)
+
+
+# --- the one list of data sets: the recipe table, followed by the rest and the docs ---------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def first_columns(page: str, header: str) -> list[list[str]]:
+    """The first column, without backquotes, of each table in ``docs/PAGE`` headed ``header``."""
+    columns = []
+    for table in re.findall(r"(?:^\|.*\n)+", (DOCS / page).read_text(), re.MULTILINE):
+        cells = [line.split("|")[1].strip() for line in table.splitlines()]
+        if cells[0] == header:
+            columns.append([cell.strip("`") for cell in cells[2:]])  # after the --- line
+    return columns
+
+
+def test_the_offline_sets_are_those_of_the_recipe_table():
+    assert offline.OFFLINE_SETS == data.OFFLINE == tuple(offline.RECIPES)
+    assert re.findall(r"^``([\w-]+)``  ", offline.__doc__, re.MULTILINE) == list(data.OFFLINE)
+
+
+def test_the_docs_list_every_offline_set():
+    tables = first_columns("offline-data.md", "name")
+    assert len(tables) == 3  # the sets, their build times, their splits
+    for names in tables:
+        assert sorted(names) == sorted(data.OFFLINE), "docs/offline-data.md: a table misses a set"
+
+
+def test_the_docs_list_every_data_spec():
+    (specs,) = first_columns("data.md", "spec")
+    kinds = (*data.SPEC_KINDS, data._PAIRS_KIND)
+    assert sorted(specs) == sorted([*data.OFFLINE, *(f"{kind}:PATH" for kind in kinds)])
+
+
+@pytest.mark.parametrize("name", offline.OFFLINE_SETS)
+def test_each_recipe_calls_the_builder_of_its_module(name, monkeypatch, tmp_path):
+    module = importlib.import_module(f"sampling_matters.data.{name.replace('-', '_')}")
+    builder = f"build_{module.__name__.rpartition('.')[2]}"
+    monkeypatch.setattr(module, builder, lambda *args: ("built", args[2]))
+    assert offline.RECIPES[name].build(tmp_path, tmp_path, False, print) == ("built", False)
+
+
+@pytest.mark.parametrize("kind", data.SPEC_KINDS)
+def test_each_spec_kind_has_a_loader(kind):
+    assert callable(data._loader(kind))
 
 
 # --- tools and packages -----------------------------------------------------------------

@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from sampling_matters import runs, training
+from sampling_matters import runs
 from sampling_matters.config import TrainConfig
 from sampling_matters.runs import LOCK, RunInUseError, RunLock
-from sampling_matters.training import TrainingInterrupted, train
+from sampling_matters.training import TrainingInterrupted, loop, train
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_outputs_never_overwrite_a_run_file(finished, tmp_path):
 
 def interrupt_at(monkeypatch, step):
     """Send this process a real SIGINT during training step ``step`` (1-based)."""
-    original, calls = training._step, {"n": 0}
+    original, calls = loop._step, {"n": 0}
 
     def step_then_signal(*args, **kwargs):
         result = original(*args, **kwargs)
@@ -189,7 +189,7 @@ def interrupt_at(monkeypatch, step):
             signal.raise_signal(signal.SIGINT)
         return result
 
-    monkeypatch.setattr(training, "_step", step_then_signal)
+    monkeypatch.setattr(loop, "_step", step_then_signal)
 
 
 def test_ctrl_c_stops_at_a_step_and_the_resume_is_exact(
@@ -222,7 +222,7 @@ def assert_same_training(whole, cut):
 def test_a_run_killed_after_an_epoch_resumes_exactly(settings, glyph_folder, tmp_path, monkeypatch):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     train(settings(glyph_folder, whole, steps=24, beta_per_class=True), progress=False)
-    original, calls = training._end_epoch, {"n": 0}
+    original, calls = loop._end_epoch, {"n": 0}
 
     def end_then_die(*args, **kwargs):
         original(*args, **kwargs)
@@ -230,7 +230,7 @@ def test_a_run_killed_after_an_epoch_resumes_exactly(settings, glyph_folder, tmp
         if calls["n"] == 1:
             raise KeyboardInterrupt  # as a kill right after last.pt was written
 
-    monkeypatch.setattr(training, "_end_epoch", end_then_die)
+    monkeypatch.setattr(loop, "_end_epoch", end_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(settings(glyph_folder, killed, steps=24, beta_per_class=True), progress=False)
     monkeypatch.undo()
@@ -245,7 +245,7 @@ def fail_at_first_step(monkeypatch):
     def boom(*args, **kwargs):
         raise ValueError("the first step failed")
 
-    monkeypatch.setattr(training, "_step", boom)
+    monkeypatch.setattr(loop, "_step", boom)
 
 
 def test_an_overwrite_that_fails_before_a_checkpoint_puts_the_run_back(

@@ -5,7 +5,6 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from sampling_matters import sampling
 from sampling_matters.sampling import (
     SAMPLINGS,
     SamplingStats,
@@ -15,7 +14,10 @@ from sampling_matters.sampling import (
     hard,
     semihard,
     uniform,
+    weighted,
 )
+from sampling_matters.sampling.density import Weighting, sphere_weights_
+from sampling_matters.sampling.groups import group
 from sampling_matters.sphere import log_distance_density, uniform_on_sphere
 
 LAYOUTS = {
@@ -48,7 +50,7 @@ def check_valid(triplets, labels):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_grouping_against_loop(layout):
     labels = LAYOUTS[layout]
-    groups = sampling._group(labels)
+    groups = group(labels)
     order = groups.order.tolist()
     sorted_labels = labels[groups.order]
     assert (sorted_labels[1:] >= sorted_labels[:-1]).all()
@@ -68,7 +70,7 @@ def test_grouping_against_loop(layout):
 
 def test_uniform_negatives_cover_exactly_the_negatives():
     labels = torch.tensor([4, 1, 4, 9, 1, 1, 7])
-    groups = sampling._group(labels)
+    groups = group(labels)
     drawn = groups.uniform_negatives(4000, torch.Generator().manual_seed(0))
     for s in range(len(labels)):
         seen = set(drawn[s].tolist())
@@ -151,11 +153,11 @@ def test_sphere_weights_against_loop(dim, nonzero_loss_cutoff):
     x = unit(40, dim, seed=dim)
     x[1] = x[12]  # a negative at distance 0 from anchor 12's row
     x[20] = torch.nn.functional.normalize(x[21] + 0.3 * x[20], dim=0)  # a close positive
-    groups = sampling._group(labels)  # labels already sorted: positions = indices
+    groups = group(labels)  # labels already sorted: positions = indices
     squared = (2 - 2 * x @ x.T).clamp_min(0)
     groups.block_(squared, 0, math.inf)
-    setting = sampling._Weighting(dim, 0.5, nonzero_loss_cutoff**2, "sphere", 8)
-    weights = sampling._sphere_weights_(squared, setting, torch.empty(40, 40)).double()
+    setting = Weighting(dim, 0.5, nonzero_loss_cutoff**2, "sphere", 8)
+    weights = sphere_weights_(squared, setting, torch.empty(40, 40)).double()
     totals = weights.sum(1, keepdim=True)
     expected = sphere_weights_loop(x, labels, 0.5, nonzero_loss_cutoff)
     admissible_rows = expected.sum(1) > 0
@@ -166,7 +168,7 @@ def test_sphere_weights_against_loop(dim, nonzero_loss_cutoff):
 
 def test_draw_follows_weights():
     weights = torch.tensor([[0.0, 1.0, 2.0, 0.0, 5.0], [3.0, 0.0, 0.0, 1.0, 0.0]])
-    drawn = sampling._draw_(weights, 20_000, torch.Generator().manual_seed(0), torch.empty(2, 5))
+    drawn = weighted._draw_(weights, 20_000, torch.Generator().manual_seed(0), torch.empty(2, 5))
     for row in range(2):
         counts = torch.bincount(drawn[row], minlength=5).numpy()
         assert (counts[weights[row].numpy() == 0] == 0).all()
@@ -181,7 +183,7 @@ def test_chunked_sampling_matches_one_chunk(monkeypatch):
         (torch.arange(300) // 3)[torch.randperm(300, generator=torch.Generator().manual_seed(0))],
     )
     whole = distance_weighted(x, labels, generator=torch.Generator().manual_seed(5))
-    monkeypatch.setattr(sampling, "_chunk_rows", lambda n: 7)
+    monkeypatch.setattr(weighted, "_chunk_rows", lambda n: 7)
     chunked = distance_weighted(x, labels, generator=torch.Generator().manual_seed(5))
     assert torch.equal(whole.anchor, chunked.anchor) and torch.equal(
         whole.positive, chunked.positive

@@ -8,7 +8,8 @@ import yaml
 
 from sampling_matters import training
 from sampling_matters.data.datasets import ImageDataset
-from sampling_matters.training import TrainConfig, train
+from sampling_matters.models import build_model
+from sampling_matters.training import TrainConfig, features, train
 
 
 def config(folder, out, **overrides):
@@ -87,13 +88,13 @@ def test_frozen_backbone_with_cached_features(run_contract, glyph_folder, tmp_pa
     stored = sorted((tmp_path / "cache" / "features").glob("*.pt"))
     assert len(stored) == 3  # train, validation and test features, kept for the next run
     calls = {"n": 0}
-    original = training.embed_dataset
+    original = features.embed_dataset
 
     def counting(*args, **kwargs):
         calls["n"] += kwargs.get("output") == "frozen"
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "embed_dataset", counting)
+    monkeypatch.setattr(features, "embed_dataset", counting)
     again = train(config(glyph_folder, tmp_path / "b", **frozen), progress=False)
     assert calls["n"] == 0 and again == metrics  # same features from disk, same run
 
@@ -109,7 +110,7 @@ def test_partly_frozen_backbone_trains_its_last_stages_on_cached_maps(
     assert stored[0].dim() == 4  # (N, C, h, w) maps of the first two blocks, not pooled
     first = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
     torch.manual_seed(0)  # the run's own seed: the same initial weights
-    start = training.build_model("small-cnn", embedding_dim=16, pretrained=False)
+    start = build_model("small-cnn", embedding_dim=16, pretrained=False)
     initial = start.state_dict()
     frozen = [k for k in initial if k.startswith("backbone.body.") and int(k.split(".")[2]) < 14]
     trained = [k for k in initial if k.startswith("backbone.body.2") and k.endswith("weight")]
@@ -121,17 +122,17 @@ def test_partly_frozen_backbone_trains_its_last_stages_on_cached_maps(
 def test_feature_key_changes_with_the_images_the_labels_and_the_model(glyph_folder, tmp_path):
     images = np.zeros((6, 8, 8), dtype=np.uint8)
     base = config(glyph_folder, tmp_path)
-    key = training._fingerprint(ImageDataset(images, [0, 0, 1, 1, 2, 2], kind="glyph"), base)
+    key = features._fingerprint(ImageDataset(images, [0, 0, 1, 1, 2, 2], kind="glyph"), base)
     edited = images.copy()
     edited[3, 4, 4] = 1
-    assert key != training._fingerprint(
+    assert key != features._fingerprint(
         ImageDataset(edited, [0, 0, 1, 1, 2, 2], kind="glyph"), base
     )
     relabelled = ImageDataset(images, [0, 1, 1, 1, 2, 2], kind="glyph")
-    assert key != training._fingerprint(relabelled, base)
+    assert key != features._fingerprint(relabelled, base)
     for other in ({"image_size": 24}, {"frozen_stages": 2}):
         changed = config(glyph_folder, tmp_path, **other)
-        assert key != training._fingerprint(
+        assert key != features._fingerprint(
             ImageDataset(images, [0, 0, 1, 1, 2, 2], kind="glyph"), changed
         )
 

@@ -26,7 +26,7 @@ sampling_matters`` stays light, and figures are drawn with the Agg canvas withou
 touching pyplot's global state.
 """
 
-from sampling_matters.analysis._common import FigureSpec
+from sampling_matters.analysis._common import FigureSpec, Settings, Table, new_figure
 from sampling_matters.analysis.curves import (
     TrainingCurve,
     plot_training_curves,
@@ -69,7 +69,9 @@ __all__ = [
     "GradientVariance",
     "LossShapes",
     "SampledDistances",
+    "Settings",
     "SphereDistances",
+    "Table",
     "TrainingCurve",
     "direction_variance",
     "exact_bin_density",
@@ -77,6 +79,7 @@ __all__ = [
     "gradient_variance",
     "loss_shape",
     "loss_shapes",
+    "new_figure",
     "pk_batches",
     "plot_gradient_variance",
     "plot_loss_shapes",

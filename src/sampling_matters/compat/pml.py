@@ -24,7 +24,6 @@ restores.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from types import ModuleType
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sampling_matters._optional import MissingExtraError, require
 from sampling_matters.config import TrainConfig
 from sampling_matters.distances import pair_distances
 from sampling_matters.sampling import SamplingStats, Triplets
@@ -66,22 +66,23 @@ def import_pml() -> tuple[ModuleType, ModuleType]:
     """pytorch-metric-learning's ``losses`` and ``miners`` modules.
 
     Raises:
-        ImportError: naming the ``bench`` extra, when the library is missing.
+        ImportError: naming the ``bench`` extra and the version, when the library is
+            missing (a :class:`~sampling_matters._optional.MissingExtraError` is its cause).
     """
     try:
-        losses = importlib.import_module("pytorch_metric_learning.losses")
-        miners = importlib.import_module("pytorch_metric_learning.miners")
-    except ImportError as error:
+        losses = require("pytorch_metric_learning.losses")
+        miners = require("pytorch_metric_learning.miners")
+    except MissingExtraError as error:
         raise ImportError(
-            "the PML losses need pytorch-metric-learning 2.9.0, the 'bench' extra: "
-            "pip install 'sampling-matters[bench]'"
+            f"the PML losses need pytorch-metric-learning 2.9.0, the {error.extra!r} extra: "
+            f"{error.hint}"
         ) from error
     return losses, miners
 
 
 def _tuples() -> ModuleType:
     """PML's ``loss_and_miner_utils`` (the pairs and triplets its losses train on)."""
-    return importlib.import_module("pytorch_metric_learning.utils.loss_and_miner_utils")
+    return require("pytorch_metric_learning.utils.loss_and_miner_utils")
 
 
 class PMLLoss(nn.Module):

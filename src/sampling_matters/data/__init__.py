@@ -11,9 +11,12 @@ zero-shot protocol puts the first half of the classes in ``train`` and the rest 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sampling_matters.data.offline import OFFLINE_SETS, RECIPES
 
 if TYPE_CHECKING:  # imported on first use: the loaders need Pillow, the ``data`` extra
     from sampling_matters.data.datasets import ImageDataset, Kind
@@ -28,11 +31,28 @@ __all__ = [
     "load",
 ]
 
-OFFLINE = ("emoji", "kanji", "fashion-mnist")
-"""Data sets that ``prepare`` builds from registry packages."""
+OFFLINE = OFFLINE_SETS
+"""Data sets that ``prepare`` builds from registry packages (the recipes of
+:mod:`sampling_matters.data.offline`)."""
 
-SPEC_KINDS = ("folder", "cub", "cars", "sop", "inshop")
-"""Specs of the form ``KIND:PATH``."""
+_LOADERS: dict[str, tuple[str, str]] = {
+    "folder": ("folder", "load_folder"),
+    "cub": ("benchmarks", "load_cub"),
+    "cars": ("benchmarks", "load_cars"),
+    "sop": ("benchmarks", "load_sop"),
+    "inshop": ("benchmarks", "load_inshop"),
+}
+"""KIND -> the module of ``sampling_matters.data`` and its function that loads ``KIND:PATH``
+(imported on first use)."""
+
+SPEC_KINDS = tuple(_LOADERS)
+"""Specs of the form ``KIND:PATH`` that :func:`load` takes."""
+
+_PAIRS_KIND = "lfw"
+"""The ``KIND:PATH`` spec of verification pairs (LFW), not classes to split."""
+
+_SPLIT_NAMES = {("inshop", "test"): "query"}
+"""(KIND, split) -> the split its loader calls so: In-Shop's test split is its query set."""
 
 
 def __getattr__(name: str) -> Any:
@@ -64,17 +84,17 @@ def load(spec: str, split: str, *, cache_dir: Path | None = None) -> ImageDatase
     Raises:
         ValueError: an unknown spec, with the accepted forms.
     """
-    if spec in OFFLINE:
+    if spec in RECIPES:
         from sampling_matters.data.offline import load_offline
 
         return load_offline(spec, split, cache_dir=cache_dir)
     kind, _, path = spec.partition(":")
     if kind not in SPEC_KINDS or not path:
         raise ValueError(
-            f"unknown data spec {spec!r}; expected one of {list(OFFLINE)} or KIND:PATH "
-            f"with KIND in {list(SPEC_KINDS)} (lfw:PATH is for verification pairs)"
+            f"unknown data spec {spec!r}; expected one of {list(RECIPES)} or KIND:PATH "
+            f"with KIND in {list(SPEC_KINDS)} ({_PAIRS_KIND}:PATH is for verification pairs)"
         )
-    return _loader(kind)(Path(path).expanduser(), split)
+    return _loader(kind)(Path(path).expanduser(), _SPLIT_NAMES.get((kind, split), split))
 
 
 def absolute(spec: str) -> str:
@@ -88,7 +108,7 @@ def absolute(spec: str) -> str:
         'kanji'
     """
     kind, sep, path = spec.partition(":")
-    if not sep or kind not in (*SPEC_KINDS, "lfw") or not path:
+    if not sep or kind not in (*SPEC_KINDS, _PAIRS_KIND) or not path:
         return spec
     return f"{kind}:{Path(path).expanduser().absolute()}"
 
@@ -104,7 +124,7 @@ def kind_reason(spec: str, kind: Kind) -> str:
         >>> kind_reason("kanji", "glyph")
         'kanji is a set of glyphs'
     """
-    if spec in OFFLINE:
+    if spec in RECIPES:
         return f"{spec} is a set of {kind}s"
     prefix = spec.partition(":")[0]
     if prefix == "folder":
@@ -115,18 +135,11 @@ def kind_reason(spec: str, kind: Kind) -> str:
 
 
 def _loader(kind: str) -> Callable[[Path, str], ImageDataset]:
-    from sampling_matters.data import benchmarks, folder
-
-    loaders: dict[str, Callable[[Path, str], ImageDataset]] = {
-        "folder": folder.load_folder,
-        "cub": benchmarks.load_cub,
-        "cars": benchmarks.load_cars,
-        "sop": benchmarks.load_sop,
-        "inshop": lambda root, split: benchmarks.load_inshop(
-            root, "query" if split == "test" else split
-        ),
-    }
-    return loaders[kind]
+    module, name = _LOADERS[kind]
+    loader: Callable[[Path, str], ImageDataset] = getattr(
+        importlib.import_module(f"sampling_matters.data.{module}"), name
+    )
+    return loader
 
 
 def item_names(spec: str, split: str, dataset: ImageDataset) -> list[str]:

@@ -24,12 +24,13 @@ Example:
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,16 +43,17 @@ from sampling_matters.data.cache import (
     load_set,
     save_set,
 )
-from sampling_matters.data.datasets import ImageDataset, Kind, Transform
-from sampling_matters.data.emoji import build_emoji
-from sampling_matters.data.fashion_mnist import build_fashion_mnist
-from sampling_matters.data.folder import SPLITS, check_split, split_classes
-from sampling_matters.data.kanji import build_kanji
 from sampling_matters.data.packages import PackageDownloadError, ToolNotFoundError
+
+if TYPE_CHECKING:  # imported on first use: they need Pillow, so the table imports without it
+    from sampling_matters.data.datasets import ImageDataset, Kind, Transform
 
 __all__ = [
     "MIN_IMAGES",
     "OFFLINE_SETS",
+    "RECIPES",
+    "Builder",
+    "OfflineRecipe",
     "PackageDownloadError",
     "ToolNotFoundError",
     "cache_root",
@@ -67,20 +69,43 @@ Builder = Callable[[Path, Path, bool, Callable[[str], None]], BuiltSet]
 
 
 @dataclass(frozen=True)
-class _Recipe:
+class OfflineRecipe:
+    """How to build one offline set: its builder, its kind of image, its split key."""
+
     build: Builder
     kind: Kind
     split_key: str
 
 
-_RECIPES: dict[str, _Recipe] = {
-    "emoji": _Recipe(build_emoji, "photo", "emoji.json sort_order (Unicode's emoji order)"),
-    "kanji": _Recipe(build_kanji, "glyph", "JIS X 0208 code"),
-    "fashion-mnist": _Recipe(build_fashion_mnist, "glyph", "Fashion-MNIST's label"),
-}
+def _builder(module: str) -> Builder:
+    """``build_<module>`` of ``sampling_matters.data.<module>``, imported when it runs."""
 
-OFFLINE_SETS = tuple(_RECIPES)
-"""The names that :func:`prepare` and :func:`load_offline` accept."""
+    def build(
+        downloads: Path, scratch: Path, progress: bool, say: Callable[[str], None]
+    ) -> BuiltSet:
+        found: Builder = getattr(
+            importlib.import_module(f"sampling_matters.data.{module}"), f"build_{module}"
+        )
+        return found(downloads, scratch, progress, say)
+
+    return build
+
+
+RECIPES: dict[str, OfflineRecipe] = {
+    "emoji": OfflineRecipe(
+        _builder("emoji"), "photo", "emoji.json sort_order (Unicode's emoji order)"
+    ),
+    "kanji": OfflineRecipe(_builder("kanji"), "glyph", "JIS X 0208 code"),
+    "fashion-mnist": OfflineRecipe(_builder("fashion_mnist"), "glyph", "Fashion-MNIST's label"),
+}
+"""The offline sets: the one list of them, which ``OFFLINE_SETS``, ``data.OFFLINE``, the
+choices of ``sampling-matters prepare`` and (checked by a test) the docs follow. A set
+added here at run time (``docs/architecture.md``) is accepted everywhere a name is
+looked up: :func:`prepare`, :func:`load_offline`, ``data.load`` and ``prepare``'s
+choices read this table when they run."""
+
+OFFLINE_SETS = tuple(RECIPES)
+"""The sets that come with the project (the names in :data:`RECIPES` at import)."""
 
 FORMAT = 1
 """The version of the cached file's layout."""
@@ -172,6 +197,9 @@ def load_offline(
         ValueError: an unknown name or split.
         FileNotFoundError: the set has not been prepared; the message says how.
     """
+    from sampling_matters.data.datasets import ImageDataset
+    from sampling_matters.data.folder import SPLITS, check_split, split_classes
+
     recipe = _recipe(name)
     check_split(split, SPLITS)
     stored = load_set(_prepared(name, cache_dir))
@@ -195,10 +223,10 @@ def read_metadata(name: str, cache_dir: str | os.PathLike[str] | None = None) ->
     return load_metadata(_prepared(name, cache_dir))
 
 
-def _recipe(name: str) -> _Recipe:
-    if name not in _RECIPES:
-        raise ValueError(f"unknown offline data set {name!r}; choose one of {list(OFFLINE_SETS)}")
-    return _RECIPES[name]
+def _recipe(name: str) -> OfflineRecipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown offline data set {name!r}; choose one of {list(RECIPES)}")
+    return RECIPES[name]
 
 
 def _prepared(name: str, cache_dir: str | os.PathLike[str] | None) -> Path:
@@ -229,9 +257,10 @@ def _drop_small_classes(name: str, built: BuiltSet) -> BuiltSet:
     )
 
 
-def _describe(name: str, recipe: _Recipe, built: BuiltSet, seconds: float) -> BuiltSet:
+def _describe(name: str, recipe: OfflineRecipe, built: BuiltSet, seconds: float) -> BuiltSet:
     """``built`` with the counts, the split and the provenance added to its metadata."""
     from sampling_matters import __version__
+    from sampling_matters.data.folder import split_classes
 
     n_classes = len(built.class_names)
     n_train = len(split_classes(range(n_classes), "train"))

@@ -10,7 +10,7 @@ query set against a separate gallery. Both are one exact search here:
   tensors' device, CPU or CUDA.
 - ``backend="faiss"``: an exact flat index (``IndexFlatL2``, or ``IndexFlatIP`` on
   L2-normalised rows for cosine), on the GPU when faiss has GPU support and the
-  inputs are on CUDA. faiss is optional (``pip install faiss-cpu``).
+  inputs are on CUDA. faiss is optional: the ``bench`` extra installs it.
 
 Both backends only *rank*; the values returned for the k neighbours found are then
 recomputed the same way for both, from differences (Euclidean) or dot products of
@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from sampling_matters import _checks
+from sampling_matters._optional import MissingExtraError
 from sampling_matters.distances import compute_dtype
 
 __all__ = ["BACKENDS", "METRICS", "Neighbours", "faiss_available", "knn"]
@@ -276,7 +277,8 @@ def _searcher(backend: str, gallery: Tensor, k: int, metric: str) -> tuple[Searc
     """
     faiss = None if backend == "torch" else _import_faiss()
     if backend == "faiss" and faiss is None:
-        raise ValueError("backend='faiss' needs faiss: pip install faiss-cpu (or faiss-gpu)")
+        missing = MissingExtraError("faiss")  # the package and extra listed in _optional.EXTRAS
+        raise ValueError(f"backend='faiss' needs {missing.package}: {missing.hint}")
     chunk = _default_chunk_size(len(gallery), gallery.dtype)
     if faiss is None or (gallery.is_cuda and not _faiss_has_gpu(faiss) and backend == "auto"):
         return _torch_searcher(gallery, k, metric), chunk

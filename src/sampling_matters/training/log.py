@@ -1,0 +1,59 @@
+"""``log.csv``: the step's diagnostics averaged over each logging interval, and validation."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+LOG_COLUMNS = (
+    "step",
+    "epoch",
+    "loss",
+    "active_fraction",
+    "beta",
+    "negative_distance",
+    "negative_distance_std",
+    "fallback",
+    "images_per_s",
+    "val_recall@1",
+    "val_map@r",
+)
+
+
+class _Log:
+    """``log.csv``: one row per logging interval, appended and flushed as it goes."""
+
+    def __init__(self, path: Path, resume_at: int | None) -> None:
+        self.path = path
+        kept: list[list[str]] = []
+        if resume_at is not None and path.exists():  # drop rows of the epoch that was lost
+            with path.open(newline="") as handle:
+                kept = [row for row in list(csv.reader(handle))[1:] if int(row[0]) <= resume_at]
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([list(LOG_COLUMNS), *kept])
+        self.rows: list[dict[str, float]] = []
+        self.images = 0
+        self.start = time.perf_counter()
+
+    def add(self, row: dict[str, float], images: int) -> None:
+        self.rows.append(row)
+        self.images += images
+
+    def flush(
+        self, step: int, epoch: int, val_recall: float = math.nan, val_map: float = math.nan
+    ) -> None:
+        if not self.rows and math.isnan(val_recall):
+            return
+        means = {k: _nanmean([r[k] for r in self.rows]) for k in LOG_COLUMNS[2:-3]}
+        speed = self.images / max(time.perf_counter() - self.start, 1e-9)
+        row = [step, epoch, *(means[k] for k in LOG_COLUMNS[2:-3]), speed, val_recall, val_map]
+        with self.path.open("a", newline="") as handle:
+            csv.writer(handle).writerow(row)
+        self.rows, self.images, self.start = [], 0, time.perf_counter()
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
