@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 BUSY_WARNING = 0.1  # warn when other processes used more than this share of the CPUs
 
@@ -53,3 +57,36 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine_facts(threads: int) -> dict[str, Any]:
+    """What a timing table says about the machine before its run: date, CPU, threads, load."""
+    return {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": cpu_model(),
+        "threads": threads,
+        "load": f"{os.getloadavg()[0]:.2f}",
+    }
+
+
+class RunClock:
+    """Wall time of a run and the CPU other processes used meanwhile (:func:`others_share`)."""
+
+    def __init__(self) -> None:
+        self.busy, self.own, self.start = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+
+    def stop(self, info: dict[str, Any]) -> None:
+        """Record ``elapsed`` (s) and ``others`` (share of the CPUs) in ``info``."""
+        info["elapsed"] = time.perf_counter() - self.start
+        info["others"] = others_share(self.busy, self.own, info["elapsed"])
+
+
+def fact_lines(info: Mapping[str, Any], versions: str) -> list[str]:
+    """The header's facts: :func:`machine_facts`, :class:`RunClock` and ``versions``."""
+    return [
+        f"- date: {info['date']}",
+        f"- CPU: {info['cpu']}; torch threads: {info['threads']}",
+        f"- load average (1 min) before the run: {info['load']}; {others_text(info['others'])}",
+        f"- {versions}",
+        f"- run time: {info['elapsed']:.0f} s",
+    ]

@@ -30,7 +30,6 @@ columns are left out.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import statistics
@@ -44,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_cpu_seconds
+from report import RunClock, fact_lines, machine_facts
 from sampling_matters.losses import margin_loss
 from sampling_matters.sampling import Triplets, distance_weighted
 from sampling_matters.tables import markdown_table
@@ -214,15 +213,16 @@ def run(sizes: Sequence[int], with_pml: bool) -> list[Row]:
 
 def _progress(row: Row) -> str:
     text = (
-        f"cdist {_ms(row.cdist)}  sphere {_ms(row.sphere)}  empirical {_ms(row.empirical)}"
-        f"  margin {_ms(row.loss_ours)}"
+        f"cdist {fmt_ms(row.cdist)}  sphere {fmt_ms(row.sphere)}  empirical {fmt_ms(row.empirical)}"
+        f"  margin {fmt_ms(row.loss_ours)}"
     )
     if row.pml_miner is not None and row.loss_pml is not None:
-        text += f"  | PML miner {_ms(row.pml_miner)}  PML margin {_ms(row.loss_pml)}"
+        text += f"  | PML miner {fmt_ms(row.pml_miner)}  PML margin {fmt_ms(row.loss_pml)}"
     return text
 
 
-def _ms(t: Timing | None) -> str:
+def fmt_ms(t: Timing | None) -> str:
+    """A timing's median in ms, to about three significant digits; "—" for None."""
     if t is None:
         return "—"
     if t.ms >= 100:
@@ -230,11 +230,13 @@ def _ms(t: Timing | None) -> str:
     return f"{t.ms:.1f}" if t.ms >= 10 else f"{t.ms:.2f}"
 
 
-def _ratio(x: float) -> str:
+def fmt_ratio(x: float) -> str:
+    """A ratio such as "2.55×", "12.3×" or "340×"."""
     return f"{x:.0f}×" if x >= 100 else f"{x:.2f}×" if x < 10 else f"{x:.1f}×"
 
 
-def _pass(ok: bool) -> str:
+def fmt_pass(ok: bool) -> str:
+    """A target's verdict: "pass" or a bold "FAIL"."""
     return "pass" if ok else "**FAIL**"
 
 
@@ -258,13 +260,13 @@ def floortable(rows: Sequence[Row]) -> tuple[list[str], bool]:
             [
                 str(r.n),
                 str(r.d),
-                _ms(r.cdist),
-                _ms(r.sphere),
-                _ratio(ratio),
+                fmt_ms(r.cdist),
+                fmt_ms(r.sphere),
+                fmt_ratio(ratio),
                 f"≤ {FLOOR_TARGET:g}×",
-                _pass(ratio <= FLOOR_TARGET),
-                _ms(r.empirical),
-                _ratio(r.empirical.ms / r.cdist.ms),
+                fmt_pass(ratio <= FLOOR_TARGET),
+                fmt_ms(r.empirical),
+                fmt_ratio(r.empirical.ms / r.cdist.ms),
             ]
         )
     return markdown_table(header, lines), all_ok
@@ -289,16 +291,16 @@ def anchortable(rows: Sequence[Row]) -> tuple[list[str], bool]:
         speedup = r.pml_miner.ms / r.sphere.ms
         target, verdict = "—", "—"
         if r.n == SPEEDUP_AT:
-            target, verdict = f"≥ {SPEEDUP_TARGET:g}×", _pass(speedup >= SPEEDUP_TARGET)
+            target, verdict = f"≥ {SPEEDUP_TARGET:g}×", fmt_pass(speedup >= SPEEDUP_TARGET)
             all_ok &= speedup >= SPEEDUP_TARGET
         lines.append(
             [
                 str(r.n),
                 str(r.d),
-                _ms(r.pml_miner),
+                fmt_ms(r.pml_miner),
                 str(r.pml_miner.reps),
-                _ms(r.sphere),
-                _ratio(speedup),
+                fmt_ms(r.sphere),
+                fmt_ratio(speedup),
                 target,
                 verdict,
                 str(r.triplets),
@@ -312,7 +314,7 @@ def losstable(rows: Sequence[Row], with_pml: bool) -> tuple[list[str], bool]:
     if not with_pml:
         header = ["n", "d", "triplets", "ours ms", "loss ours"]
         lines = [
-            [str(r.n), str(r.d), str(r.triplets), _ms(r.loss_ours), f"{r.loss_value:.5f}"]
+            [str(r.n), str(r.d), str(r.triplets), fmt_ms(r.loss_ours), f"{r.loss_value:.5f}"]
             for r in rows
         ]
         return markdown_table(header, lines), True
@@ -338,11 +340,11 @@ def losstable(rows: Sequence[Row], with_pml: bool) -> tuple[list[str], bool]:
                 str(r.n),
                 str(r.d),
                 str(r.triplets),
-                _ms(r.loss_ours),
-                _ms(r.loss_pml),
-                _ratio(ratio),
+                fmt_ms(r.loss_ours),
+                fmt_ms(r.loss_pml),
+                fmt_ratio(ratio),
                 f"≤ {LOSS_TARGET:g}",
-                _pass(ratio <= LOSS_TARGET),
+                fmt_pass(ratio <= LOSS_TARGET),
                 f"{r.loss_value:.5f}",
                 f"{r.pml_loss_value:.5f}",
             ]
@@ -366,14 +368,17 @@ def header(info: dict[str, Any], with_pml: bool) -> list[str]:
         "the callables of one comparison are called in turn, round after round, until each has",
         f"had about {BUDGET_S:g} s or {MAX_REPS} calls, whichever first (at least {MIN_REPS}).",
         "",
-        f"- date: {info['date']}",
-        f"- CPU: {info['cpu']}; torch threads: {info['threads']}",
-        f"- load average (1 min) before the run: {info['load']}; {others_text(info['others'])}",
-        f"- torch {torch.__version__}, Python {platform.python_version()}, "
-        f"pytorch-metric-learning {pml_version}",
-        f"- run time: {info['elapsed']:.0f} s",
+        *fact_lines(info, versions(pml_version)),
         "",
     ]
+
+
+def versions(pml_version: str) -> str:
+    """torch's, Python's and pytorch-metric-learning's versions, for the header."""
+    return (
+        f"torch {torch.__version__}, Python {platform.python_version()}, "
+        f"pytorch-metric-learning {pml_version}"
+    )
 
 
 def render(rows: Sequence[Row], info: dict[str, Any], with_pml: bool) -> str:
@@ -496,16 +501,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         with_pml = False
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(threads or 1)
-    info: dict[str, Any] = {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "cpu": cpu_model(),
-        "threads": torch.get_num_threads(),
-        "load": f"{os.getloadavg()[0]:.2f}",
-    }
-    busy, own, start = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+    info = machine_facts(torch.get_num_threads())
+    clock = RunClock()
     rows = run(QUICK_SIZES if args.quick else SIZES, with_pml)
-    info["elapsed"] = time.perf_counter() - start
-    info["others"] = others_share(busy, own, info["elapsed"])
+    clock.stop(info)
     text = render(rows, info, with_pml)
     print(text)
     out = args.out if args.out is not None or args.quick else DEFAULT_OUT

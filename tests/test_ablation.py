@@ -41,10 +41,14 @@ def known_metrics(loss, sampling, seed):
 
 def write_log(run, loss=0.5, distance=0.8):
     with (run / "log.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(training.LOG_COLUMNS)
-        writer.writerow([2, 1, loss, 0.5, "nan", distance, 0.1, 0.0, 100.0, "nan"])
-        writer.writerow([2, 1, "nan", "nan", "nan", "nan", "nan", "nan", 0.0, 0.9])  # val only
+        writer = csv.DictWriter(handle, training.LOG_COLUMNS, restval="nan")
+        writer.writeheader()
+        writer.writerow(
+            {"step": 2, "epoch": 1, "loss": loss, "active_fraction": 0.5}
+            | {"negative_distance": distance, "negative_distance_std": 0.1, "fallback": 0.0}
+            | {"references": 0.0, "images_per_s": 100.0}
+        )
+        writer.writerow({"step": 2, "epoch": 1, "images_per_s": 0.0, "val_recall@1": 0.9})
 
 
 class FakeTrain:
@@ -220,6 +224,67 @@ def test_the_pml_row_refuses_beta_settings_it_cannot_follow(
     with pytest.raises(ValueError, match=message):
         grid(tmp_path, tiny_settings, extra, losses="margin", with_pml=True)
     assert train.calls == []
+
+
+SAMPLING_SETTINGS = {"density": "empirical", "memory_size": 16, "memory_warmup": 1}
+
+
+def test_density_and_memory_settings_reach_every_run_and_are_recorded(
+    fake, tiny_settings, tmp_path
+):
+    train = fake()
+    grid(tmp_path, tiny_settings, SAMPLING_SETTINGS, seeds=1, samplings="distance-weighted")
+    loss_settings = [config.loss for _, _, config, _ in train.calls]
+    assert len(loss_settings) == 2 and all(
+        (s.density, s.memory_size, s.memory_warmup) == ("empirical", 16, 1) for s in loss_settings
+    )
+    out = tmp_path / "ablation"
+    recorded = json.loads((out / "ablation.json").read_text())["settings"]
+    assert {k: recorded[k] for k in SAMPLING_SETTINGS} == SAMPLING_SETTINGS
+    assert "`density='empirical'`" in (out / "ablation.md").read_text()
+    with pytest.raises(ValueError, match=r"other settings.*'density'"):  # another ablation
+        grid(tmp_path, tiny_settings, {**SAMPLING_SETTINGS, "density": "sphere"}, seeds=1)
+
+
+def test_ablate_flags_for_density_and_memory_reach_the_runs(fake, glyph_folder, tmp_path):
+    train = fake()
+    command = ["ablate", "--data", f"folder:{glyph_folder}", "--losses", "margin,triplet"]
+    command += ["--samplings", "distance-weighted", "--seeds", "1", "--steps", "300"]
+    command += ["--density", "empirical", "--memory-size", "256", "--memory-warmup", "100"]
+    assert main([*command, "--out", str(tmp_path / "ablation"), "--quiet"]) == 0
+    assert {
+        (c.loss.density, c.loss.memory_size, c.loss.memory_warmup) for *_, c, _ in train.calls
+    } == {("empirical", 256, 100)}
+    assert len(train.calls) == 2
+
+
+def test_a_memory_warm_up_longer_than_the_budget_is_refused_before_any_run(
+    fake, tiny_settings, tmp_path
+):
+    train = fake()
+    with pytest.raises(ValueError, match=r"'memory_warmup' \(5\) must be below the run's 2 steps"):
+        grid(tmp_path, tiny_settings, {"memory_size": 16, "memory_warmup": 5})
+    assert train.calls == [] and not (tmp_path / "ablation").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"memory_size": 16}, "memory_size=16"),
+        ({"density": "empirical"}, "density='empirical'"),
+        ({"margin": 0.3}, "margin=0.3"),
+        ({"nonzero_loss_cutoff": 1.2}, "nonzero_loss_cutoff=1.2"),
+    ],
+)
+def test_the_pml_row_refuses_sampling_settings_its_recipe_cannot_follow(
+    fake, tiny_settings, tmp_path, extra, named
+):
+    pytest.importorskip("pytorch_metric_learning")
+    train = fake()
+    with pytest.raises(ValueError, match=f"cannot follow {named}"):
+        grid(tmp_path, tiny_settings, extra, losses="margin", with_pml=True)
+    assert train.calls == []
+    grid(tmp_path, tiny_settings, {"margin": 0.2}, losses="margin", with_pml=True, seeds=1)
 
 
 # ----------------------------------------------------------------------- failures

@@ -1,9 +1,11 @@
+import csv
 import json
 import subprocess
 import sys
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from sampling_matters.cli import COMMANDS, EXAMPLES, main
@@ -174,3 +176,76 @@ def test_python_dash_m():
 def test_eval_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert "best.pt" in capsys.readouterr().err
+
+
+LOSS_FLAGS = [
+    "--memory-size",
+    "512",
+    "--memory-warmup",
+    "1",
+    "--density",
+    "empirical",
+    "--margin",
+    "0.2",
+    "--cutoff",
+    "0.5",
+    "--nonzero-loss-cutoff",
+    "1.4",
+    "--max-reference-positives",
+    "4",
+]
+
+
+def test_train_with_a_cross_batch_memory_and_every_loss_setting(glyph_folder, tmp_path):
+    run = tmp_path / "xbm"
+    shape = ["--classes-per-batch", "3", "--samples-per-class", "3", "--embedding-dim", "16"]
+    command = ["train", "--data", f"folder:{glyph_folder}", "--steps", "4", *shape, *LOSS_FLAGS]
+    assert main([*command, "--log-every", "1", "--out", str(run), "--quiet"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert {k: saved[k] for k in ("memory_size", "memory_warmup", "density")} == {
+        "memory_size": 512,
+        "memory_warmup": 1,
+        "density": "empirical",
+    }
+    assert (saved["margin"], saved["cutoff"], saved["nonzero_loss_cutoff"]) == (0.2, 0.5, 1.4)
+    assert saved["max_reference_positives"] == 4
+    references = [float(r["references"]) for r in csv.DictReader((run / "log.csv").open())]
+    assert references == [0, 9, 18, 27]  # the memory holds the batches before each step
+
+
+def test_the_loss_flags_reach_the_settings():
+    from sampling_matters.cli import _parser, _train_config
+
+    flags = ["--memory-size", "512", "--memory-warmup", "100", "--density", "empirical"]
+    flags += ["--margin", "0.2", "--cutoff", "0.5", "--nonzero-loss-cutoff", "1.4"]
+    args = _parser().parse_args(["train", "--data", "kanji", "--steps", "2500", *flags])
+    loss = _train_config(args).loss
+    assert (loss.memory_size, loss.memory_warmup, loss.density) == (512, 100, "empirical")
+    assert (loss.margin, loss.cutoff, loss.nonzero_loss_cutoff) == (0.2, 0.5, 1.4)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--memory-size", "-1"], "'memory_size' must be in [0, "),
+        (["--memory-size", "many"], "argument --memory-size: invalid int value: 'many'"),
+        (["--memory-size", "8", "--memory-warmup", "10"], "the cross-batch memory would never"),
+        (["--memory-warmup", "2"], "'memory_warmup' needs a cross-batch memory"),
+        (["--density", "uniform"], "'density' must be sphere or empirical, got 'uniform'"),
+        (["--cutoff", "1.5"], "'cutoff' must be below nonzero_loss_cutoff 1.4"),
+        (["--margin", "0"], "'margin' must be in (0, 2], got 0.0"),
+        (["--nonzero-loss-cutoff", "9"], "'nonzero_loss_cutoff' must be in (0, 4]"),
+    ],
+)
+def test_a_bad_loss_setting_is_a_one_line_usage_error(
+    glyph_folder, tmp_path, capsys, flags, message
+):
+    command = ["train", "--data", f"folder:{glyph_folder}", "--steps", "10", *flags]
+    try:
+        status = main([*command, "--out", str(tmp_path / "run")])
+    except SystemExit as exit_info:  # argparse's own type errors
+        status = exit_info.code
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and message in error and "\n" not in error
+    assert error.startswith("sampling-matters")
+    assert not (tmp_path / "run").exists()

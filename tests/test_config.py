@@ -57,6 +57,21 @@ BASE = {"data": "kanji", "steps": 10}
         ("device", "cuda:99" if torch.cuda.is_available() else "cuda"),
         ("loss", "hinge"),
         ("sampling", "random"),
+        ("margin", 0.0),
+        ("margin", 2.5),
+        ("margin", "wide"),
+        ("cutoff", 0.0),
+        ("cutoff", -0.5),
+        ("nonzero_loss_cutoff", 0.0),
+        ("nonzero_loss_cutoff", 5.0),
+        ("density", "uniform"),
+        ("density", None),
+        ("max_reference_positives", -1),
+        ("max_reference_positives", 2.5),
+        ("memory_size", -1),
+        ("memory_size", 10**9),
+        ("memory_size", None),
+        ("memory_warmup", -1),
     ],
 )
 def test_a_bad_value_is_a_value_error_naming_its_key(key, value):
@@ -187,3 +202,50 @@ def test_the_kanji_recipe_is_the_defaults_at_2500_steps():
     recipe = read_yaml(root / "configs" / "kanji.yaml")
     plain = {"data": "kanji", "steps": 2500, "seed": recipe["seed"], "out": recipe["out"]}
     assert TrainConfig.from_flat(recipe) == TrainConfig.from_flat(plain)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"cutoff": 1.5}, r"'cutoff' must be below nonzero_loss_cutoff 1\.4 .*got 1\.5"),
+        ({"cutoff": 0.8, "nonzero_loss_cutoff": 0.8}, r"below nonzero_loss_cutoff 0\.8, got 0\.8"),
+        ({"cutoff": 1.3, "margin": 0.3, "beta": 1.0}, r"below nonzero_loss_cutoff 1\.3 \(α"),
+        ({"memory_warmup": 5}, r"'memory_warmup' needs a cross-batch memory"),
+        ({"memory_size": 64, "memory_warmup": 10}, r"below the run's 10 steps.*never be used"),
+        ({"memory_size": 64, "memory_warmup": 99}, r"'memory_warmup' \(99\)"),
+    ],
+)
+def test_loss_settings_that_cannot_work_together_are_refused(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_flat({**BASE, **values})
+
+
+def test_loss_settings_default_to_the_losss_own():
+    from sampling_matters.config import margin_of, nonzero_loss_cutoff_of, semihard_band
+
+    loss = TrainConfig.from_flat(BASE).loss
+    assert (loss.margin, loss.nonzero_loss_cutoff) == (None, None)  # decided by the loss
+    assert (loss.cutoff, loss.density, loss.max_reference_positives) == (0.5, "sphere", 8)
+    assert (loss.memory_size, loss.memory_warmup) == (0, 0)  # no memory
+    margins = {
+        name: margin_of(TrainConfig.from_flat({**BASE, "loss": name}).loss)
+        for name in ("margin", "triplet", "triplet-squared", "contrastive")
+    }
+    assert margins == {"margin": 0.2, "triplet": 0.2, "triplet-squared": 0.2, "contrastive": 1.0}
+    assert nonzero_loss_cutoff_of(loss) == 1.4  # α + β⁽⁰⁾ = 0.2 + 1.2, the paper's
+    follow = TrainConfig.from_flat({**BASE, "margin": 0.3, "beta": 1.0}).loss
+    assert nonzero_loss_cutoff_of(follow) == 1.3  # follows α + β⁽⁰⁾ unless set
+    kept = TrainConfig.from_flat({**BASE, "margin": 0.3, "beta": 1.0, "nonzero_loss_cutoff": 1.5})
+    assert nonzero_loss_cutoff_of(kept.loss) == 1.5
+    other = TrainConfig.from_flat({**BASE, "loss": "triplet", "margin": 0.3, "beta": 1.0})
+    assert nonzero_loss_cutoff_of(other.loss) == 1.4  # only the margin loss has a β
+    contrastive = TrainConfig.from_flat({**BASE, "loss": "contrastive", "margin": 0.5}).loss
+    assert semihard_band(follow) == 0.3 and semihard_band(contrastive) is None
+
+
+def test_settings_of_a_strategy_the_run_does_not_use_are_kept():
+    """Accepted and recorded, without effect: an ablation shares them across its grid."""
+    config = TrainConfig.from_flat(
+        {**BASE, "sampling": "hard", "density": "empirical", "cutoff": 0.3, "margin": 0.1}
+    )
+    assert (config.loss.density, config.loss.cutoff, config.loss.margin) == ("empirical", 0.3, 0.1)

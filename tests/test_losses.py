@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -12,14 +14,22 @@ from torch.nn.functional import normalize
 from sampling_matters.losses import (
     LOSSES,
     ContrastiveLoss,
+    LossInputs,
     MarginLoss,
+    SampledLoss,
     TripletLoss,
     contrastive_loss,
     make_loss,
     margin_loss,
     triplet_loss,
 )
-from sampling_matters.sampling import SAMPLINGS, Pairs, SamplingStats, Triplets
+from sampling_matters.sampling import (
+    SAMPLINGS,
+    Pairs,
+    SamplingStats,
+    Triplets,
+    distance_weighted,
+)
 
 N = 24
 LAYOUTS = {
@@ -37,7 +47,8 @@ def _embeddings(n: int, dim: int, seed: int = 0, dtype: torch.dtype = torch.floa
 
 
 def _sample(sampling: str, x: Tensor, labels: Tensor, seed: int = 0) -> Triplets:
-    return SAMPLINGS[sampling](x.detach(), labels, generator=torch.Generator().manual_seed(seed))
+    strategy = SAMPLINGS[sampling]()
+    return strategy(x.detach(), labels, generator=torch.Generator().manual_seed(seed))
 
 
 def _empty() -> Triplets:
@@ -159,7 +170,7 @@ class _Recorder:
     """A sampling callable that remembers the triplets it returned."""
 
     def __init__(self, name: str = "uniform") -> None:
-        self.fn, self.calls = SAMPLINGS[name], list[Triplets]()
+        self.fn, self.calls = SAMPLINGS[name](), list[Triplets]()
 
     def __call__(
         self,
@@ -412,11 +423,249 @@ def test_module_zero_active_fraction() -> None:
     assert module.last_stats.triplets == 4
 
 
+# ------------------------------------------------------ references: the functions
+
+M = 10
+POOL_LABELS = torch.arange(N + M) % 5  # batch rows 0..N-1, then the references
+
+
+def _pool_triplets(n: int, m: int, count: int, seed: int = 0) -> Triplets:
+    """Random triplets into a pool of n batch rows and m references: anchors in [0, n)."""
+    g = torch.Generator().manual_seed(seed)
+    anchor = torch.randint(0, n, (count,), generator=g)
+    positive, negative = (  # never the anchor itself
+        (anchor + torch.randint(1, n + m, (count,), generator=g)) % (n + m) for _ in range(2)
+    )
+    return Triplets(anchor, positive, negative)
+
+
+def _with_references(
+    name: str, x: Tensor, t: Triplets, refs: Tensor | None, beta: Tensor
+) -> Tensor:
+    """The functional loss ``name`` on x, the triplets, and the references (or None)."""
+    if name == "contrastive":
+        return contrastive_loss(x, t, margin=1.3, references=refs)
+    if name == "margin":
+        return margin_loss(x, t, beta, margin=0.2, nu=0.1, references=refs)
+    return triplet_loss(x, t, margin=0.2, squared=name == "triplet-squared", references=refs)
+
+
+@pytest.mark.parametrize("name", ["contrastive", "margin", "triplet", "triplet-squared"])
+def test_functional_losses_with_references_match_the_loop_on_the_pool(name: str) -> None:
+    x, refs = _embeddings(N, 6).requires_grad_(), _embeddings(M, 6, seed=1).requires_grad_()
+    t = _pool_triplets(N, M, 40)
+    assert bool((t.positive >= N).any() and (t.negative >= N).any())
+    beta = (1.0 + 0.3 * torch.rand(N, dtype=torch.float64)).requires_grad_()
+    pool = torch.cat([x, refs])  # (N + M, 6) the loop reads the pool itself
+    if name == "contrastive":
+        reference = _loop_contrastive(pool, t.to_pairs(), 1.3)
+    elif name == "margin":
+        reference = _loop_margin(pool, t.to_pairs(), lambda i: beta[i], 0.2, 0.1)
+    else:
+        reference = _loop_triplet(pool, t, 0.2, squared=name == "triplet-squared")
+    _assert_same(_with_references(name, x, t, refs, beta), reference, [x, refs, beta])
+
+
+@pytest.mark.parametrize("name", ["contrastive", "margin", "triplet", "triplet-squared"])
+def test_gradient_reaches_references_only_when_they_require_it(name: str) -> None:
+    x, memory = _embeddings(N, 6).requires_grad_(), _embeddings(M, 6, seed=1)
+    t, beta = _pool_triplets(N, M, 40), torch.full((N,), 1.2, dtype=torch.float64)
+    loss = _with_references(name, x, t, memory, beta)  # a memory: detached rows
+    loss.backward()
+    assert memory.grad is None and x.grad is not None and bool(x.grad.ne(0).any())
+    batch_only = x.grad.clone()
+    x.grad = None
+    gathered = memory.clone().requires_grad_()  # another process's rows, with gradient
+    _with_references(name, x, t, gathered, beta).backward()
+    assert gathered.grad is not None and bool(gathered.grad.ne(0).any())
+    torch.testing.assert_close(x.grad, batch_only)  # the batch's gradient is the same
+    used = torch.cat([t.positive, t.negative])
+    unused = torch.ones(M, dtype=torch.bool)
+    unused[used[used >= N] - N] = False
+    assert bool((gathered.grad[unused] == 0).all())
+
+
+def test_references_give_the_loss_of_the_concatenated_pool() -> None:
+    x, refs = _embeddings(N, 6), _embeddings(M, 6, seed=1)
+    t, pool = _pool_triplets(N, M, 30), torch.cat([x, refs])
+    beta = torch.linspace(1.0, 1.3, N, dtype=torch.float64)
+    assert torch.equal(triplet_loss(x, t, references=refs), triplet_loss(pool, t))
+    assert torch.equal(contrastive_loss(x, t, references=refs), contrastive_loss(pool, t))
+    padded = torch.cat([beta, torch.zeros(M, dtype=torch.float64)])  # never read: anchors < N
+    assert torch.equal(margin_loss(x, t, beta, references=refs), margin_loss(pool, t, padded))
+    empty = refs[:0]  # an empty memory: the batch alone
+    t_batch = _sample("uniform", x, LAYOUTS["blocks"])
+    assert torch.equal(triplet_loss(x, t_batch, references=empty), triplet_loss(x, t_batch))
+
+
+def test_references_never_build_the_pool_matrix() -> None:
+    # a (200,000)² matrix would need 160 GB; only the sampled pairs are computed
+    x, refs = _embeddings(4, 3, dtype=torch.float32), torch.zeros(200_000, 3)
+    refs[-1] = torch.tensor([1.0, 0.0, 0.0])
+    t = Triplets(torch.tensor([0, 1]), torch.tensor([4 + 199_999, 2]), torch.tensor([3, 4]))
+    loss = triplet_loss(x.requires_grad_(), t, references=refs)
+    assert bool(torch.isfinite(loss))
+
+
+# ------------------------------------------------------- references: the modules
+
+
+class _PoolStrategy:
+    """Every (anchor, positive) pair of the pool with a uniform negative, by a plain loop.
+
+    Takes the keywords a strategy takes (``references``, ``reference_labels``,
+    ``generator``, ``stats``); records what it was given.
+    """
+
+    KEYWORDS = frozenset({"references", "reference_labels", "generator", "stats"})
+
+    def __init__(self) -> None:
+        self.given: list[tuple[Tensor, dict[str, Any]]] = []
+
+    def __call__(self, embeddings: Tensor, labels: Tensor, **given: Any) -> Triplets:
+        assert set(given) <= self.KEYWORDS, set(given)
+        self.given.append((embeddings, given))
+        more = given.get("reference_labels")
+        pool = labels if more is None else torch.cat([labels, more])
+        rows: list[tuple[int, int, int]] = []
+        for a in range(len(labels)):
+            negatives = (pool != pool[a]).nonzero().view(-1)
+            for p in (pool == pool[a]).nonzero().view(-1).tolist():
+                if p != a and len(negatives):
+                    pick = torch.randint(len(negatives), (1,), generator=given["generator"])
+                    rows.append((a, p, int(negatives[pick])))
+        if given.get("stats") is not None:
+            given["stats"].triplets = len(rows)
+        return Triplets(*torch.tensor(rows, dtype=torch.int64).view(-1, 3).T)
+
+
+def _module_case(name: str) -> tuple[SampledLoss, _PoolStrategy, Tensor, Tensor, Tensor]:
+    strategy = _PoolStrategy()
+    module = make_loss(name, sampling=strategy, generator=torch.Generator().manual_seed(0))
+    x = _embeddings(N, 6).requires_grad_()
+    return module.double(), strategy, x, POOL_LABELS[:N], _embeddings(M, 6, seed=1)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_modules_sample_from_references_and_match_the_functions(name: str) -> None:
+    module, strategy, x, labels, memory = _module_case(name)
+    loss = module(x, labels, references=memory, reference_labels=POOL_LABELS[N:])
+    t = module.last_triplets
+    assert t is not None and module.last_stats.triplets == len(t.anchor) > 0
+    assert bool((t.anchor < N).all() and (t.positive >= N).any() and (t.negative >= N).any())
+    embeddings, given = strategy.given[-1]
+    assert set(given) == _PoolStrategy.KEYWORDS and not embeddings.requires_grad
+    assert given["references"] is not None and not given["references"].requires_grad
+    if name == "margin":
+        expected = margin_loss(x, t, 1.2, references=memory)
+    elif name == "contrastive":
+        expected = contrastive_loss(x, t, references=memory)
+    else:
+        expected = triplet_loss(x, t, squared=name == "triplet-squared", references=memory)
+    torch.testing.assert_close(loss, expected)
+    assert 0 < module.last_active_fraction <= 1
+    loss.backward()
+    assert x.grad is not None and memory.grad is None  # a memory: only the batch is trained
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_modules_pass_gradient_to_references_that_require_it(name: str) -> None:
+    module, _, x, labels, rows = _module_case(name)
+    rows.requires_grad_()
+    module(x, labels, references=rows, reference_labels=POOL_LABELS[N:]).backward()
+    assert rows.grad is not None and bool(rows.grad.ne(0).any())
+
+
+def test_strategies_without_references_still_work_without_them() -> None:
+    recorder = _Recorder()  # takes no references argument
+    module = TripletLoss(sampling=recorder, generator=torch.Generator().manual_seed(0))
+    module(_embeddings(N, 6), LAYOUTS["blocks"])
+    assert module.last_triplets is recorder.calls[-1]
+
+
+def test_margin_beta_reads_anchors_only_never_the_per_image_table_at_reference_rows() -> None:
+    labels, n_items = POOL_LABELS[:N], N + M + 20
+    indices = torch.randperm(n_items, generator=torch.Generator().manual_seed(5))[:N]
+    module = MarginLoss(n_classes=5, n_items=n_items, nu=0.05, sampling=_PoolStrategy())
+    module = module.double()
+    assert module.beta_class is not None and module.beta_image is not None
+    with torch.no_grad():
+        module.beta_class.uniform_(-0.1, 0.1)
+        module.beta_image.uniform_(-0.1, 0.1)
+    params = [module.beta0, module.beta_class, module.beta_image]
+
+    def beta_of(i: int) -> Tensor:  # i is an anchor, a batch row
+        assert i < N, "β read at a reference row"
+        return params[0] + params[1][labels[i]] + params[2][indices[i]]
+
+    x, memory = _embeddings(N, 6).requires_grad_(), _embeddings(M, 6, seed=1)
+    loss = module(x, labels, indices, references=memory, reference_labels=POOL_LABELS[N:])
+    t = module.last_triplets
+    assert t is not None and bool((t.positive >= N).any())
+    pool = torch.cat([x, memory])
+    _assert_same(loss, _loop_margin(pool, t.to_pairs(), beta_of, 0.2, 0.05), [x, *params])
+    module(x, labels, indices, references=memory, reference_labels=POOL_LABELS[N:]).backward()
+    t, grad = module.last_triplets, module.beta_image.grad
+    assert t is not None and grad is not None
+    read = torch.zeros(n_items, dtype=torch.bool)
+    read[indices[t.anchor]] = True
+    assert bool((grad[~read] == 0).all()) and bool(grad[read].ne(0).any())
+
+
+def test_a_new_loss_is_one_subclass_with_its_terms() -> None:
+    class SoftTriplet(SampledLoss):
+        def terms(self, inputs: LossInputs, triplets: Triplets) -> tuple[Tensor, Tensor | None]:
+            x, refs = inputs.embeddings, inputs.references
+            pool = x if refs is None else torch.cat([x, refs])
+            d_ap = (pool[triplets.anchor] - pool[triplets.positive]).norm(dim=1)
+            d_an = (pool[triplets.anchor] - pool[triplets.negative]).norm(dim=1)
+            return nn.functional.softplus(d_ap - d_an), None
+
+    module = SoftTriplet(sampling=_PoolStrategy(), generator=torch.Generator().manual_seed(0))
+    x, memory = _embeddings(N, 6).requires_grad_(), _embeddings(M, 6, seed=1)
+    loss = module(x, POOL_LABELS[:N], references=memory, reference_labels=POOL_LABELS[N:])
+    loss.backward()
+    assert module.last_stats.triplets > 0 and module.last_active_fraction == 1.0
+    assert x.grad is not None and "sampling=" in repr(module)
+    with pytest.raises(NotImplementedError, match="terms"):
+        SampledLoss(sampling="uniform")(x, LAYOUTS["blocks"])
+
+
+def test_module_repr_names_hyperparameters_and_sampling() -> None:
+    assert "margin=0.3, squared=True, sampling='hard'" in repr(
+        TripletLoss(margin=0.3, squared=True, sampling="hard")
+    )
+    assert "margin=0.2, nu=0.0, sampling='distance-weighted'" in repr(MarginLoss())
+    assert "sampling=<" in repr(ContrastiveLoss(sampling=_PoolStrategy()))  # a callable's repr
+
+
+_TAKES_REFERENCES = "references" in inspect.signature(distance_weighted).parameters
+
+
+@pytest.mark.skipif(not _TAKES_REFERENCES, reason="distance_weighted takes no references yet")
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_modules_with_distance_weighted_sampling_and_a_memory(name: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    module = make_loss(name, sampling="distance-weighted", generator=g)
+    x = _embeddings(32, 16, dtype=torch.float32).requires_grad_()
+    memory = _embeddings(256, 16, seed=1, dtype=torch.float32)
+    labels, memory_labels = torch.arange(32) // 4, torch.arange(256) % 8
+    loss = module(x, labels, references=memory, reference_labels=memory_labels)
+    loss.backward()
+    t = module.last_triplets
+    assert t is not None and bool((t.anchor < 32).all() and (t.negative >= 32).any())
+    pool_labels = torch.cat([labels, memory_labels])
+    assert bool((pool_labels[t.anchor] == pool_labels[t.positive]).all())
+    assert bool((pool_labels[t.anchor] != pool_labels[t.negative]).all())
+    assert bool(torch.isfinite(loss)) and x.grad is not None and memory.grad is None
+
+
 # -------------------------------------------------------------------- bad input
 
 X = _embeddings(4, 3)
 T = _triplet(0, 1, 2)
 I = torch.tensor([0])  # noqa: E741
+L = torch.tensor([0, 0, 1, 1])
 
 BAD_CALLS: dict[str, tuple[Callable[[], object], str]] = {
     "1-d embeddings": (lambda: triplet_loss(X[0], T), r"shape \(N, D\)"),
@@ -476,6 +725,78 @@ BAD_CALLS: dict[str, tuple[Callable[[], object], str]] = {
     "float indices": (
         lambda: MarginLoss(n_items=3)(X, torch.tensor([0, 0, 1, 1]), torch.zeros(4)),
         "indices must be a 1-d integer tensor",
+    ),
+    "references of another dimension": (
+        lambda: triplet_loss(X, T, references=torch.zeros(2, 4, dtype=X.dtype)),
+        r"references must have the embeddings' dimension D = 3",
+    ),
+    "references of another dtype": (
+        lambda: triplet_loss(X, T, references=torch.zeros(2, 3)),
+        "references must have the embeddings' dtype torch.float64",
+    ),
+    "references on another device": (
+        lambda: margin_loss(X, T, 1.0, references=torch.zeros(2, 3, dtype=X.dtype, device="meta")),
+        "references is on meta",
+    ),
+    "1-d references": (
+        lambda: contrastive_loss(X, T, references=torch.zeros(3, dtype=X.dtype)),
+        r"references must have shape \(N, D\)",
+    ),
+    "nan references": (
+        lambda: triplet_loss(X, T, references=torch.full((2, 3), float("nan"), dtype=X.dtype)),
+        "references contain NaN",
+    ),
+    "anchor in the references": (
+        lambda: triplet_loss(X, _triplet(4, 0, 1), references=X),
+        r"anchors \(rows of embeddings\) must lie in \[0, N\) = \[0, 4\)",
+    ),
+    "pair anchor in the references": (
+        lambda: contrastive_loss(X, Pairs(I, I, I + 5, I), references=X),
+        r"anchors \(rows of embeddings\) must lie in \[0, N\)",
+    ),
+    "index beyond the pool": (
+        lambda: triplet_loss(X, _triplet(0, 1, 8), references=X),
+        r"\[0, N \+ M\) = \[0, 8\)",
+    ),
+    "module references without labels": (
+        lambda: TripletLoss(sampling=_PoolStrategy())(X, L, references=X),
+        "references need their labels",
+    ),
+    "module labels without references": (
+        lambda: TripletLoss(sampling=_PoolStrategy())(X, L, reference_labels=L),
+        "reference_labels were given without references",
+    ),
+    "module reference labels of another length": (
+        lambda: MarginLoss(sampling=_PoolStrategy())(X, L, references=X, reference_labels=L[:3]),
+        "reference_labels and references must have the same length",
+    ),
+    "module float reference labels": (
+        lambda: MarginLoss(sampling=_PoolStrategy())(
+            X, L, references=X, reference_labels=L.double()
+        ),
+        "reference_labels must be an integer tensor",
+    ),
+    "module references of another dtype": (
+        lambda: ContrastiveLoss(sampling=_PoolStrategy())(
+            X, L, references=X.float(), reference_labels=L
+        ),
+        "references must have the embeddings' dtype",
+    ),
+    "module reference labels on another device": (
+        lambda: ContrastiveLoss(sampling=_PoolStrategy())(
+            X, L, references=X, reference_labels=L.to("meta")
+        ),
+        "reference_labels is on meta but references on cpu",
+    ),
+    "strategy without references": (
+        lambda: TripletLoss(sampling=_Recorder())(X, L, references=X, reference_labels=L),
+        "the sampling strategy .*_Recorder.* takes no references",
+    ),
+    "strategy anchoring a reference row": (
+        lambda: TripletLoss(sampling=lambda *a, **k: _triplet(5, 0, 2))(
+            X, L, references=X, reference_labels=L
+        ),
+        r"anchors \(rows of embeddings\)",
     ),
     "bad user sampling": (
         lambda: TripletLoss(sampling=lambda e, lab, generator=None, stats=None: _triplet(0, 9, 1))(

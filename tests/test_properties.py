@@ -278,6 +278,84 @@ def test_distance_weighted_returns_valid_triplets_or_raises_value_error(data):
     check_sampling("distance_weighted", data, data.draw(batches(unit=unit), label="batch"))
 
 
+REFERENCE_KINDS = ["valid"] * 6 + [
+    "none",
+    "empty",
+    "no-labels",
+    "no-references",
+    "other-dim",
+    "other-dtype",
+    "nan",
+    "bad-cap",
+]
+
+
+@st.composite
+def references_beside(draw: st.DrawFn, batch: Batch) -> dict[str, Any]:
+    """Reference keyword arguments for a batch: mostly valid (its D and dtype, labels
+    overlapping its classes), sometimes empty, mismatched, half missing or with a NaN."""
+    kind = draw(st.sampled_from(REFERENCE_KINDS))
+    if kind == "none":
+        return {}
+    dim = batch.embeddings.shape[1]
+    m = 0 if kind == "empty" else draw(st.integers(1, max(1, min(2 * MAX_ROWS, ROW_BUDGET // dim))))
+    classes = [*sorted(set(batch.labels.long().tolist())), 250, 251]
+    labels = draw(st.lists(st.sampled_from(classes), min_size=m, max_size=m))
+    generator = torch.Generator().manual_seed(draw(seeds))
+    x = torch.randn(m, dim + (kind == "other-dim"), generator=generator, dtype=torch.float64)
+    x = normalize(x, dim=1) if draw(st.sampled_from([True, True, True, False])) else 3.0 * x
+    other = torch.float32 if batch.embeddings.dtype == torch.float64 else torch.float64
+    x = x.to(other if kind == "other-dtype" else batch.embeddings.dtype)
+    if kind == "nan":
+        x[0, 0] = math.nan
+    kwargs = {
+        "references": x,
+        "reference_labels": torch.tensor(labels).to(draw(st.sampled_from(LABEL_DTYPES))),
+        "max_reference_positives": -1 if kind == "bad-cap" else draw(st.integers(0, 10)),
+    }
+    kwargs.pop({"no-labels": "reference_labels", "no-references": "references"}.get(kind, ""), 0)
+    return kwargs
+
+
+def assert_valid_pool_triplets(
+    triplets: Triplets, labels: Tensor, reference_labels: Tensor, cap: int
+) -> None:
+    """Anchors in the batch, every index in the pool, labels as promised, and every
+    in-batch positive pair plus min(cap, its reference positives) per anchor with a
+    negative in the pool."""
+    pool_labels = torch.cat([labels.long(), reference_labels.long()])  # (P,)
+    n, p = len(labels), len(pool_labels)
+    assert isinstance(triplets, Triplets)
+    for index in triplets:
+        assert index.dtype == torch.int64 and index.dim() == 1
+        assert len(index) == len(triplets.anchor)
+        assert bool(((index >= 0) & (index < p)).all()), f"index out of [0, {p}): {index}"
+    anchor, positive, negative = triplets
+    assert bool((anchor < n).all()) and bool((anchor != positive).all())
+    assert bool((pool_labels[positive] == pool_labels[anchor]).all())
+    assert bool((pool_labels[negative] != pool_labels[anchor]).all())
+    same = labels.long()[:, None] == pool_labels[None, :]  # (N, P)
+    pairs = same[:, :n].sum(1) - 1 + same[:, n:].sum(1).clamp(max=cap)  # (N,)
+    assert len(anchor) == int(pairs[same.sum(1) < p].sum()), "a positive pair was left out"
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@given(data=st.data())
+@_settings(100)
+def test_sampling_with_references_returns_valid_pool_triplets_or_raises_value_error(name, data):
+    unit = st.sampled_from([True, True, True, False])
+    batch = data.draw(batches(unit=unit), label="batch")
+    kwargs = sampling_kwargs(name, data) | data.draw(references_beside(batch), label="references")
+    EXAMPLES[f"{name} with references"] += 1
+    triplets = outcome(lambda: SAMPLERS[name](batch.embeddings, batch.labels, **kwargs))
+    if triplets is not None:
+        reference_labels = kwargs.get("reference_labels", batch.labels[:0])
+        cap = kwargs.get("max_reference_positives", sampling.MAX_REFERENCE_POSITIVES)
+        assert_valid_pool_triplets(triplets, batch.labels, reference_labels, cap)
+        stats = kwargs.get("stats")
+        assert stats is None or stats.triplets == len(triplets.anchor)
+
+
 # --------------------------------------------------------------------------- losses
 
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from sampling_matters import runs
 from sampling_matters.config import TrainConfig
@@ -76,6 +77,44 @@ def test_a_resume_that_changes_settings_is_refused_and_changes_nothing(
     assert snapshot(finished) == before
     # neutral settings (how, not what) may differ, and a plain resume still works
     train(settings(glyph_folder, finished, eval_batch_size=16), resume=True, progress=False)
+
+
+LOSS_SETTINGS = (
+    "margin",
+    "cutoff",
+    "nonzero_loss_cutoff",
+    "density",
+    "max_reference_positives",
+    "memory_size",
+    "memory_warmup",
+)
+"""Settings a run recorded before they existed lacks (it trained with their old values)."""
+
+
+def as_recorded_before_the_loss_settings(run, **changes):
+    """Strip the loss settings from a run's config.yaml and last.pt, as an older version."""
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    recorded = {k: v for k, v in recorded.items() if k not in LOSS_SETTINGS} | changes
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
+    state = torch.load(run / "last.pt", weights_only=True)
+    state["config"] = {k: v for k, v in state["config"].items() if k not in LOSS_SETTINGS}
+    state["config"].update(changes)
+    del state["memory"]
+    torch.save(state, run / "last.pt")
+
+
+def test_a_run_recorded_before_the_loss_settings_existed_resumes_as_it_trained(
+    settings, glyph_folder, finished, tmp_path
+):
+    old = copy_run(finished, tmp_path / "old")
+    as_recorded_before_the_loss_settings(old)
+    train(settings(glyph_folder, old), resume=True, progress=False)  # margin 0.2, cutoff 1.4
+    other = copy_run(finished, tmp_path / "other")
+    as_recorded_before_the_loss_settings(other, beta=1.0)  # it sampled with 1.4, not α + β
+    with pytest.raises(ValueError, match=r"nonzero_loss_cutoff 1\.4 -> 1\.2"):
+        train(settings(glyph_folder, other, beta=1.0), resume=True, progress=False)
+    same = settings(glyph_folder, other, beta=1.0, nonzero_loss_cutoff=1.4)
+    train(same, resume=True, progress=False)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "code"])
@@ -192,29 +231,41 @@ def interrupt_at(monkeypatch, step):
     monkeypatch.setattr(loop, "_step", step_then_signal)
 
 
+MEMORY = {"memory_size": 12, "memory_warmup": 1}
+"""A small cross-batch memory: full after two batches, so the cut run resumes a full one."""
+
+
+@pytest.mark.parametrize("extra", [{}, MEMORY], ids=["batch", "memory"])
 def test_ctrl_c_stops_at_a_step_and_the_resume_is_exact(
-    settings, glyph_folder, tmp_path, monkeypatch
+    settings, glyph_folder, tmp_path, monkeypatch, extra
 ):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    train(settings(glyph_folder, whole, steps=14, beta_per_class=True), progress=False)
+    train(settings(glyph_folder, whole, steps=14, beta_per_class=True, **extra), progress=False)
     interrupt_at(monkeypatch, 6)  # inside the second epoch (4 batches each)
     with pytest.raises(TrainingInterrupted) as stopped:
-        train(settings(glyph_folder, cut, steps=14, beta_per_class=True), progress=False)
+        train(settings(glyph_folder, cut, steps=14, beta_per_class=True, **extra), progress=False)
     assert (stopped.value.step, stopped.value.total) == (6, 14)
-    assert torch.load(cut / "last.pt", weights_only=True)["progress"]["step"] == 6
+    state = torch.load(cut / "last.pt", weights_only=True)
+    assert state["progress"]["step"] == 6
+    assert (state["memory"] is None) == (not extra)  # the memory's state, when there is one
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     monkeypatch.undo()
-    train(settings(glyph_folder, cut, steps=14, beta_per_class=True), resume=True, progress=False)
+    again = settings(glyph_folder, cut, steps=14, beta_per_class=True, **extra)
+    train(again, resume=True, progress=False)
     assert_same_training(whole, cut)
 
 
 def assert_same_training(whole, cut):
-    """The cut-and-resumed run ends where the whole run ends: weights, β, log steps."""
+    """The cut-and-resumed run ends where the whole run ends: weights, β, memory, log steps."""
     a = torch.load(whole / "last.pt", weights_only=True)
     b = torch.load(cut / "last.pt", weights_only=True)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert torch.equal(a["loss"]["beta_class"], b["loss"]["beta_class"])
+    if a["memory"] is not None:
+        assert a["memory"].keys() == b["memory"].keys()
+        for key, value in a["memory"].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["memory"][key])), key
     logged = [[r["step"] for r in csv.DictReader((run / "log.csv").open())] for run in (whole, cut)]
     assert logged[0] == logged[1]
 

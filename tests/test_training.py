@@ -6,10 +6,11 @@ import pytest
 import torch
 import yaml
 
+import sampling_matters as sm
 from sampling_matters import training
 from sampling_matters.data.datasets import ImageDataset
 from sampling_matters.models import build_model
-from sampling_matters.training import TrainConfig, features, train
+from sampling_matters.training import TrainConfig, criterion, features, train
 
 
 def config(folder, out, **overrides):
@@ -201,3 +202,111 @@ def test_augment_none_and_photo_train(glyph_folder, tmp_path):
 def test_a_validation_fraction_that_cannot_split_is_an_error(glyph_folder, tmp_path):
     with pytest.raises(ValueError, match=r"val_fraction 0\.1 of the 8 training classes"):
         train(config(glyph_folder, tmp_path, val_fraction=0.1), progress=False)
+
+
+# ------------------------------------------------------- loss settings and the memory
+
+
+@pytest.mark.parametrize(
+    ("overrides", "margin", "cutoff"),
+    [
+        ({}, 0.2, 1.4),  # α + β⁽⁰⁾ = 0.2 + 1.2: the paper's values
+        ({"margin": 0.3, "beta": 1.0}, 0.3, 1.3),  # the cutoff follows α + β⁽⁰⁾ ...
+        ({"margin": 0.3, "beta": 1.0, "nonzero_loss_cutoff": 1.5}, 0.3, 1.5),  # ... unless set
+        ({"loss": "triplet", "margin": 0.3, "beta": 1.0}, 0.3, 1.4),  # no β: the paper's
+        ({"loss": "contrastive"}, 1.0, 1.4),  # the contrastive loss's own α
+    ],
+)
+def test_margin_and_cutoff_are_decided_and_reach_the_loss_and_strategy(overrides, margin, cutoff):
+    given = TrainConfig.from_flat({"steps": 1, "density": "empirical", **overrides})
+    decided = training.resolve(given, "glyph")
+    assert (decided.loss.margin, decided.loss.nonzero_loss_cutoff) == (margin, cutoff)
+    loss = criterion.build_loss(decided, 10, 4, torch.Generator())
+    assert loss.margin == margin
+    assert loss.sampling == sm.sampling.DistanceWeighted(
+        nonzero_loss_cutoff=cutoff, density="empirical"
+    )
+    assert training.resolve(decided, "glyph") == decided  # deciding twice changes nothing
+
+
+def test_semihard_band_follows_the_margin_but_not_the_contrastive_one():
+    def strategy(**overrides):
+        values = {"steps": 1, "sampling": "semihard", "max_reference_positives": 3, **overrides}
+        return criterion.build_strategy(TrainConfig.from_flat(values).loss)
+
+    assert strategy() == sm.sampling.SemiHard(margin=0.2, max_reference_positives=3)
+    assert strategy(loss="triplet", margin=0.3).margin == 0.3
+    assert strategy(loss="contrastive", margin=0.5).margin == 0.2  # α is a distance there
+    assert strategy(sampling="hard", density="empirical") == sm.sampling.Hard(
+        max_reference_positives=3
+    )  # density belongs to distance weighted sampling: no effect
+
+
+def test_a_run_with_a_memory_records_its_settings_and_logs_the_references(glyph_folder, tmp_path):
+    memory = {"memory_size": 20, "memory_warmup": 2, "margin": 0.3, "beta": 1.0}
+    train(config(glyph_folder, tmp_path, steps=5, log_every=1, **memory), progress=False)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert {k: saved[k] for k in memory} == memory
+    assert saved["nonzero_loss_cutoff"] == 1.3  # α + β⁽⁰⁾, decided and recorded
+    rows = [r for r in csv.DictReader((tmp_path / "log.csv").open()) if r["loss"] != "nan"]
+    assert [float(r["references"]) for r in rows] == [0, 0, 18, 20, 20]  # warm-up 2, then M
+    state = torch.load(tmp_path / "last.pt", weights_only=True)["memory"]
+    assert (state["count"], state["step"]) == (20, 5)
+
+
+class RecordingLoss(sm.losses.MarginLoss):
+    """The margin loss, keeping what each call was given."""
+
+    def __init__(self):
+        super().__init__(generator=torch.Generator().manual_seed(0))
+        self.calls = []
+
+    def forward(self, embeddings, labels, indices=None, *, references=None, reference_labels=None):
+        refs = None if references is None else (references.clone(), reference_labels.clone())
+        self.calls.append((embeddings.detach().clone(), labels.clone(), refs))
+        return super().forward(
+            embeddings, labels, indices, references=references, reference_labels=reference_labels
+        )
+
+
+def test_each_step_reads_the_memory_before_the_loss_and_fills_it_after(glyph_folder, tmp_path):
+    made = []
+
+    def factory(settings):
+        made.append(RecordingLoss())
+        return made[0]
+
+    settings = config(glyph_folder, tmp_path, steps=5, val_fraction=0.0, memory_size=20)
+    train(settings, progress=False, loss_factory=factory)
+    calls = made[0].calls
+    assert calls[0][2] is None  # step 0: an empty memory, no references
+    for step in range(1, 5):  # the last 20 embeddings of the steps before, oldest first
+        earlier = torch.cat([embeddings for embeddings, _, _ in calls[:step]])[-20:]
+        earlier_labels = torch.cat([labels for _, labels, _ in calls[:step]])[-20:]
+        references, reference_labels = calls[step][2]
+        assert torch.equal(references, earlier) and torch.equal(reference_labels, earlier_labels)
+        assert references.device == calls[step][0].device and not references.requires_grad
+
+
+def test_a_memory_warm_up_as_long_as_an_epoch_run_is_refused_before_anything_is_written(
+    glyph_folder, tmp_path
+):
+    out = tmp_path / "run"  # 8 training classes of 6 images, 3 × 3 batches: 6 per epoch
+    settings = config(
+        glyph_folder, out, steps=None, epochs=2, val_fraction=0.0, memory_size=8, memory_warmup=12
+    )
+    with pytest.raises(
+        ValueError, match=r"\(12\) must be below the run's 12 steps \(2 epochs of 6"
+    ):
+        train(settings, progress=False)
+    assert not out.exists()
+
+
+def test_a_memory_with_a_loss_that_takes_no_references_is_refused(glyph_folder, tmp_path):
+    class NoReferences(torch.nn.Module):
+        def forward(self, embeddings, labels, indices=None):
+            return embeddings.sum()
+
+    settings = config(glyph_folder, tmp_path / "run", memory_size=8)
+    with pytest.raises(ValueError, match=r"takes no references.*memory_size 0"):
+        train(settings, progress=False, loss_factory=lambda _: NoReferences())

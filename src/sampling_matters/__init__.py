@@ -15,25 +15,33 @@ Example:
     True
 """
 
-from sampling_matters import batching, distances, evaluation, losses, sampling, sphere
+from sampling_matters import batching, distances, evaluation, losses, memory, sampling, sphere
 from sampling_matters.batching import PKSampler
 from sampling_matters.losses import (
     LOSSES,
     ContrastiveLoss,
     MarginLoss,
+    SampledLoss,
     TripletLoss,
     contrastive_loss,
     make_loss,
     margin_loss,
     triplet_loss,
 )
+from sampling_matters.memory import CrossBatchMemory
 from sampling_matters.sampling import (
     SAMPLINGS,
+    DistanceWeighted,
+    Hard,
     Pairs,
     SamplingStats,
+    SemiHard,
+    Strategy,
     Triplets,
+    Uniform,
     distance_weighted,
     hard,
+    make_sampling,
     semihard,
     uniform,
 )
@@ -45,12 +53,19 @@ __all__ = [
     "LOSSES",
     "SAMPLINGS",
     "ContrastiveLoss",
+    "CrossBatchMemory",
+    "DistanceWeighted",
+    "Hard",
     "MarginLoss",
     "PKSampler",
     "Pairs",
+    "SampledLoss",
     "SamplingStats",
+    "SemiHard",
+    "Strategy",
     "TripletLoss",
     "Triplets",
+    "Uniform",
     "__version__",
     "batching",
     "contrastive_loss",
@@ -61,7 +76,9 @@ __all__ = [
     "log_distance_density",
     "losses",
     "make_loss",
+    "make_sampling",
     "margin_loss",
+    "memory",
     "sampling",
     "semihard",
     "sphere",

@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from sampling_matters import analysis
-from sampling_matters.losses import contrastive_loss, margin_loss
+from sampling_matters.analysis.shapes import loss_table
+from sampling_matters.losses import (
+    LOSSES,
+    SampledLoss,
+    TripletLoss,
+    contrastive_loss,
+    margin_loss,
+)
 from sampling_matters.sampling import Pairs
 
 D = torch.tensor([0.3, 0.9, 1.3, 1.7], dtype=torch.float64)
@@ -54,3 +61,33 @@ def test_loss_shapes_cover_every_loss_on_both_kinds_of_pair():
         analysis.loss_shape("hinge", "negative", D)
     with pytest.raises(ValueError, match="pair"):
         analysis.loss_shape("margin", "anchor", D)
+
+
+class _SoftTriplet(TripletLoss):
+    """A subclass of a loss the figure knows, with other terms: not drawn as a triplet loss."""
+
+    def terms(self, inputs, triplets):
+        hinge, penalty = super().terms(inputs, triplets)
+        return torch.nn.functional.softplus(hinge), penalty
+
+
+class _Zero(SampledLoss):
+    """A new loss, unknown to the figure."""
+
+    def terms(self, inputs, triplets):
+        return inputs.embeddings.new_zeros(len(triplets.anchor)), None
+
+
+def test_a_loss_the_figure_does_not_know_is_left_out_not_drawn_as_another(monkeypatch):
+    monkeypatch.setitem(LOSSES, "soft-triplet", _SoftTriplet)
+    monkeypatch.setitem(LOSSES, "zero", _Zero)
+    data = analysis.loss_shapes(points=20)
+    known = {"contrastive", "triplet", "triplet-squared", "margin"}
+    assert data.skipped == ("soft-triplet", "zero") and set(data.labels) == known
+    assert {name for name, _ in data.values} == known
+    assert "not drawn (losses figure 4 does not know): soft-triplet, zero" in (
+        loss_table(data).comments
+    )
+    for name in ("soft-triplet", "zero"):
+        with pytest.raises(ValueError, match=f"figure 4 cannot draw loss '{name}'"):
+            analysis.loss_shape(name, "negative", D)

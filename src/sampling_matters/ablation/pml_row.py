@@ -9,6 +9,7 @@ column of the grid.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 from sampling_matters.compat import pml
 from sampling_matters.config import TrainConfig
@@ -24,11 +25,34 @@ PML_DESCRIPTION = (
 """How the report names the row's loss and miner (markdown)."""
 
 
+_RECIPE = {
+    "margin": pml.MARGIN,
+    "cutoff": 0.5,
+    "nonzero_loss_cutoff": 1.4,
+    "density": "sphere",
+    "memory_size": 0,
+}
+"""The loss and sampling settings of PML's recipe (:data:`PML_DESCRIPTION`), no memory."""
+
+
 def check_pml(settings: TrainConfig) -> None:
-    """Refuse, before any run trains, settings the PML row cannot follow (or no PML)."""
+    """Refuse, before any run trains, settings the PML row cannot follow (or no PML).
+
+    Its recipe is fixed: a shared ``margin``, ``cutoff``, ``nonzero_loss_cutoff`` or
+    ``density`` other than the recipe's, or a cross-batch memory, is refused rather
+    than left out of that row alone.
+    """
     pml.check("margin", settings)
     if not settings.loss.learn_beta:
         raise ValueError("the PML row learns its β: drop learn_beta=False, or with_pml")
+    given = asdict(settings.loss)
+    other = {k: given[k] for k, v in _RECIPE.items() if given[k] not in (None, v)}
+    if other:
+        listed = ", ".join(f"{k}={v!r}" for k, v in other.items())
+        raise ValueError(
+            f"the PML row trains PML's own recipe ({PML_DESCRIPTION}, no cross-batch "
+            f"memory) and cannot follow {listed}: drop those settings, or with_pml"
+        )
 
 
 def loss_factory(loss: str) -> Callable[[TrainConfig], pml.PMLLoss] | None:

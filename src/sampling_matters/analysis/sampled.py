@@ -10,7 +10,6 @@ import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -19,7 +18,7 @@ from torch import Tensor
 from sampling_matters import _checks
 from sampling_matters.analysis._common import FigureSpec, Settings, Table, new_figure
 from sampling_matters.distances import pairwise_distances
-from sampling_matters.sampling import SAMPLINGS, Triplets, distance_weighted
+from sampling_matters.sampling import SAMPLINGS, DistanceWeighted, Triplets, distance_weighted
 from sampling_matters.sphere import log_distance_density, uniform_on_sphere
 
 if TYPE_CHECKING:
@@ -32,8 +31,8 @@ CLASSES_PER_BATCH, SAMPLES_PER_CLASS = 32, 4
 """Figure 2's P×K batches (and those figure 3 averages over)."""
 
 STRATEGIES: dict[str, Callable[..., Triplets]] = {
-    **SAMPLINGS,
-    "distance-weighted-empirical": partial(distance_weighted, density="empirical"),
+    **{name: kind() for name, kind in SAMPLINGS.items()},
+    "distance-weighted-empirical": DistanceWeighted(density="empirical"),
 }
 """Figure 2's and 3's strategies: the library's samplings, and distance weighted sampling
 with the density of the batch's own distances (``density="empirical"``) in place of the

@@ -3,6 +3,10 @@
 Contrastive, triplet (plain and squared) and margin loss on positive and negative
 pairs, with their gradients from the library's own loss code (autograd). The module
 is ``shapes``, not ``loss_shapes``, so that ``analysis.loss_shapes`` stays the function.
+
+The figure draws the losses it knows: the registry's losses built by those three
+modules. Another loss registered in :data:`~sampling_matters.losses.LOSSES` is left
+out of the figure (and named in its table), never drawn as one it is not.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from sampling_matters.analysis._common import FigureSpec, Settings, Table, new_f
 from sampling_matters.losses import (
     LOSSES,
     ContrastiveLoss,
-    LossModule,
     MarginLoss,
     TripletLoss,
     contrastive_terms,
@@ -47,6 +50,7 @@ class LossShapes:
         labels: loss name -> its label with hyperparameters, e.g. ``margin (β=1.2, α=0.2)``.
         values: (loss name, ``"positive"`` or ``"negative"``) -> (G,) per-pair loss.
         gradients: same keys -> (G,) dℓ/dd.
+        skipped: names of registered losses the figure does not know, left out.
     """
 
     distances: Tensor
@@ -54,15 +58,46 @@ class LossShapes:
     labels: dict[str, str]
     values: dict[tuple[str, str], Tensor]
     gradients: dict[tuple[str, str], Tensor]
+    skipped: tuple[str, ...] = ()
 
 
-def _loss_label(module: LossModule) -> str:
+_Known = ContrastiveLoss | TripletLoss | MarginLoss
+_KNOWN = (ContrastiveLoss, TripletLoss, MarginLoss)
+
+
+def _known_module(loss: str) -> _Known:
+    """The module ``loss`` names, with its defaults, if the figure knows how to draw it.
+
+    Raises:
+        ValueError: on a name not in LOSSES, or a loss built by another module (a
+            subclass included: its terms may differ).
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
+    module = make_loss(loss, sampling="uniform")
+    if isinstance(module, _KNOWN) and type(module) in _KNOWN:  # not a subclass: same terms
+        return module
+    raise ValueError(
+        f"figure 4 cannot draw loss {loss!r}: it is a {type(module).__name__}, and the "
+        "figure knows only ContrastiveLoss, TripletLoss and MarginLoss"
+    )
+
+
+def _drawable(loss: str) -> bool:
+    try:
+        _known_module(loss)
+    except ValueError:
+        return False
+    return True
+
+
+def _loss_label(module: _Known) -> str:
     if isinstance(module, MarginLoss):
         return f"(β={float(module.beta0.detach()):g}, α={module.margin:g})"
     return f"(α={module.margin:g})"
 
 
-def _shape_terms(module: LossModule, d: Tensor, pair: str, other: float) -> Tensor:
+def _shape_terms(module: _Known, d: Tensor, pair: str, other: float) -> Tensor:
     """(G,) per-term losses where the anchor–positive or anchor–negative distance is d."""
     n = len(d)
     zero = torch.zeros_like(d)
@@ -99,7 +134,8 @@ def loss_shape(
     plane at the chosen distances from an anchor; autograd gives the gradient.
 
     Args:
-        loss: a name in :data:`sampling_matters.losses.LOSSES`.
+        loss: a name in :data:`sampling_matters.losses.LOSSES` whose module is a
+            ContrastiveLoss, TripletLoss or MarginLoss.
         pair: ``"positive"`` (d = D_ap) or ``"negative"`` (d = D_an).
         distances: (G,) distances d > 0 (at d = 0 the distance's gradient is 0).
         other_distance: a triplet's other distance, fixed.
@@ -107,16 +143,17 @@ def loss_shape(
     Returns:
         (G,) float64 losses and (G,) float64 gradients.
 
+    Raises:
+        ValueError: on an unknown name, a loss the figure cannot draw, or a bad ``pair``.
+
     Example:
         >>> value, grad = loss_shape("triplet-squared", "negative", torch.tensor([0.5]))
         >>> value, grad  # (1² − 0.5² + 0.2)₊ and −2 · 0.5
         (tensor([0.9500], dtype=torch.float64), tensor([-1.], dtype=torch.float64))
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
+    module = _known_module(loss)
     if pair not in ("positive", "negative"):
         raise ValueError(f"pair must be 'positive' or 'negative', got {pair!r}")
-    module = make_loss(loss, sampling="uniform")
     d = distances.detach().double().clone().requires_grad_(True)  # (G,)
     terms = _shape_terms(module, d, pair, other_distance)  # (G,)
     (gradient,) = torch.autograd.grad(terms.sum(), d)
@@ -126,7 +163,8 @@ def loss_shape(
 def loss_shapes(*, points: int = 200, other_distance: float = OTHER_DISTANCE) -> LossShapes:
     """Every loss of :data:`~losses.LOSSES` on positive and negative pairs, d ∈ (0, 2).
 
-    The distances are bin midpoints (never 0 and never a loss's kink).
+    The distances are bin midpoints (never 0 and never a loss's kink). A registered loss
+    the figure does not know is left out and listed in ``skipped``.
 
     Args:
         points: distances on the grid.
@@ -137,14 +175,16 @@ def loss_shapes(*, points: int = 200, other_distance: float = OTHER_DISTANCE) ->
     """
     _checks.integer("points", points, 2)
     d = (torch.arange(points, dtype=torch.float64) + 0.5) * (2.0 / points)  # (G,)
+    drawn = [loss for loss in LOSSES if _drawable(loss)]
     values, gradients = {}, {}
-    for loss in LOSSES:
+    for loss in drawn:
         for pair in ("positive", "negative"):
             values[loss, pair], gradients[loss, pair] = loss_shape(
                 loss, pair, d, other_distance=other_distance
             )
-    labels = {name: f"{name} {_loss_label(make_loss(name, sampling='uniform'))}" for name in LOSSES}
-    return LossShapes(d, other_distance, labels, values, gradients)
+    labels = {name: f"{name} {_loss_label(_known_module(name))}" for name in drawn}
+    skipped = tuple(loss for loss in LOSSES if loss not in drawn)
+    return LossShapes(d, other_distance, labels, values, gradients, skipped)
 
 
 def loss_table(data: LossShapes) -> Table:
@@ -166,6 +206,8 @@ def loss_table(data: LossShapes) -> Table:
         f"triplet losses: the other distance is fixed at {data.other_distance:g} "
         "(D_an for positive pairs, D_ap for negative pairs)",
     ]
+    if data.skipped:
+        comments.append("not drawn (losses figure 4 does not know): " + ", ".join(data.skipped))
     return Table(comments, ("loss", "pair", "distance", "loss_value", "gradient"), rows)
 
 

@@ -13,34 +13,38 @@ of *active* terms (those with non-zero loss), as in the authors' code. With no a
 term (or no term at all) the loss is exactly 0 with an exactly zero gradient, still
 attached to the graph so that ``.backward()`` works.
 
-The modules (:class:`ContrastiveLoss`, :class:`TripletLoss`, :class:`MarginLoss`) hold
-hyperparameters, a sampling strategy and, for the margin loss, the learned β; their
-``forward(embeddings, labels, indices=None)`` samples on detached embeddings, then
-calls the same per-term and reduction steps as the functions.
+Every function and module also takes keyword-only ``references`` (M, D): rows beyond
+the batch (a cross-batch memory, other processes' batches) that extend the pool the
+triplets index, ``torch.cat([embeddings, references])``. Anchors are always batch rows;
+gradient reaches the references only if they require it.
+
+The modules (:class:`ContrastiveLoss`, :class:`TripletLoss`, :class:`MarginLoss`) derive
+from :class:`SampledLoss`, which holds the sampling strategy and records what each call
+did; each module holds its hyperparameters (and, for the margin loss, the learned β)
+and its terms. ``forward(embeddings, labels, indices=None, *, references=None,
+reference_labels=None)`` samples on detached tensors, then calls the same per-term and
+reduction steps as the functions.
 
 Modules: :mod:`~.functional` (the three losses as functions), :mod:`~.terms` (per-term
 losses and the reduction), :mod:`~.beta` (β: checked, per pair, learned),
-:mod:`~.validation` (the checks at the door), :mod:`~.modules` (the ``nn.Module``
-wrappers), :mod:`~.registry` (:data:`LOSSES`, :func:`make_loss`).
+:mod:`~.validation` (the checks at the door), :mod:`~.base` (:class:`SampledLoss`, the
+bookkeeping every module shares), :mod:`~.modules` (the three modules),
+:mod:`~.registry` (:data:`LOSSES`, :func:`make_loss`).
 """
 
+from sampling_matters.losses.base import LossInputs, SampledLoss, resolve_sampling, sampled_loss
 from sampling_matters.losses.functional import contrastive_loss, margin_loss, triplet_loss
-from sampling_matters.losses.modules import (
-    ContrastiveLoss,
-    LossModule,
-    MarginLoss,
-    TripletLoss,
-    resolve_sampling,
-    sampled_loss,
-)
+from sampling_matters.losses.modules import ContrastiveLoss, LossModule, MarginLoss, TripletLoss
 from sampling_matters.losses.registry import LOSSES, make_loss
 from sampling_matters.losses.terms import contrastive_terms, margin_terms, triplet_terms
 
 __all__ = [
     "LOSSES",
     "ContrastiveLoss",
+    "LossInputs",
     "LossModule",
     "MarginLoss",
+    "SampledLoss",
     "TripletLoss",
     "contrastive_loss",
     "contrastive_terms",

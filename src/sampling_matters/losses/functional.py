@@ -1,4 +1,11 @@
-"""The three losses as pure functions of embeddings and index tuples."""
+"""The three losses as pure functions of embeddings and index tuples.
+
+Every function takes keyword-only ``references`` (M, D): then the index tuples address
+the pool ``torch.cat([embeddings, references])``, anchors being rows of ``embeddings``
+(indices in [0, N)) and the other indices rows of the pool (in [0, N + M)).
+Gradient reaches ``references`` only if they require it: a cross-batch memory passes
+detached rows, so only the batch is trained.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +30,11 @@ def _as_pairs(tuples: Triplets | Pairs) -> Pairs:
 
 
 def contrastive_loss(
-    embeddings: Tensor, triplets: Triplets | Pairs, *, margin: float = 1.0
+    embeddings: Tensor,
+    triplets: Triplets | Pairs,
+    *,
+    margin: float = 1.0,
+    references: Tensor | None = None,
 ) -> Tensor:
     """Contrastive loss (the paper's Section 3), averaged over active pairs.
 
@@ -37,6 +48,7 @@ def contrastive_loss(
             (anchor, positive) and T negative pairs (anchor, negative); or Pairs with
             P positive and Q negative pairs.
         margin: α ≥ 0, the distance beyond which negatives give no loss.
+        references: optional (M, D) rows that extend the pool the indices address.
 
     Returns:
         () scalar loss (float32 for half-precision embeddings).
@@ -51,12 +63,18 @@ def contrastive_loss(
         tensor(0.2500)
     """
     _checks.finite_float("margin", margin, 0)
-    check_inputs(embeddings, triplets, (Triplets, Pairs))
-    return reduce_terms(contrastive_terms(embeddings, _as_pairs(triplets), margin))[0]
+    check_inputs(embeddings, triplets, (Triplets, Pairs), references=references)
+    terms = contrastive_terms(embeddings, _as_pairs(triplets), margin, references=references)
+    return reduce_terms(terms)[0]
 
 
 def triplet_loss(
-    embeddings: Tensor, triplets: Triplets, *, margin: float = 0.2, squared: bool = False
+    embeddings: Tensor,
+    triplets: Triplets,
+    *,
+    margin: float = 0.2,
+    squared: bool = False,
+    references: Tensor | None = None,
 ) -> Tensor:
     """Triplet loss, averaged over active triplets.
 
@@ -69,6 +87,7 @@ def triplet_loss(
         triplets: Triplets of (T,) int64 indices.
         margin: α > 0 (with α = 0 a collapsed embedding would give zero loss).
         squared: use squared distances.
+        references: optional (M, D) rows that extend the pool the indices address.
 
     Returns:
         () scalar loss (float32 for half-precision embeddings).
@@ -81,10 +100,17 @@ def triplet_loss(
         >>> t = Triplets(torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
         >>> triplet_loss(x, t, margin=0.75)  # 0.5 - 1 + 0.75
         tensor(0.2500)
+
+        With references, index N + j is row j of ``references``; the same triplet:
+
+        >>> batch, memory = x[:2], x[2:].detach()  # rows 0, 1 and row 2 of the pool
+        >>> triplet_loss(batch, t, margin=0.75, references=memory)
+        tensor(0.2500)
     """
     _checks.finite_float("margin", margin, 0, low_open=True)
-    check_inputs(embeddings, triplets, (Triplets,))
-    return reduce_terms(triplet_terms(embeddings, triplets, margin, squared))[0]
+    check_inputs(embeddings, triplets, (Triplets,), references=references)
+    terms = triplet_terms(embeddings, triplets, margin, squared, references=references)
+    return reduce_terms(terms)[0]
 
 
 def margin_loss(
@@ -94,6 +120,7 @@ def margin_loss(
     *,
     margin: float = 0.2,
     nu: float = 0.0,
+    references: Tensor | None = None,
 ) -> Tensor:
     """The paper's margin loss (Eq. 4) with its ν·β penalty, averaged over active pairs.
 
@@ -116,6 +143,8 @@ def margin_loss(
             may require grad (β is learned).
         margin: α > 0, the half-width of the band around β.
         nu: ν ≥ 0, weight of the penalty on β.
+        references: optional (M, D) rows that extend the pool the indices address; β
+            stays (N,), read at the anchors, which are rows of ``embeddings``.
 
     Returns:
         () scalar loss (float32 for half-precision embeddings).
@@ -133,6 +162,7 @@ def margin_loss(
     """
     _checks.finite_float("margin", margin, 0, low_open=True)
     _checks.finite_float("nu", nu, 0)
-    check_inputs(embeddings, triplets, (Triplets, Pairs), beta)
-    terms, penalty = margin_terms(embeddings, _as_pairs(triplets), beta, margin, nu)
+    check_inputs(embeddings, triplets, (Triplets, Pairs), beta, references=references)
+    pairs = _as_pairs(triplets)
+    terms, penalty = margin_terms(embeddings, pairs, beta, margin, nu, references=references)
     return reduce_terms(terms, penalty)[0]

@@ -7,13 +7,8 @@ from functools import partial
 
 import torch
 
-from sampling_matters.losses.modules import (
-    ContrastiveLoss,
-    LossModule,
-    MarginLoss,
-    Sampling,
-    TripletLoss,
-)
+from sampling_matters.losses.base import Sampling
+from sampling_matters.losses.modules import ContrastiveLoss, LossModule, MarginLoss, TripletLoss
 
 __all__ = ["LOSSES", "make_loss"]
 

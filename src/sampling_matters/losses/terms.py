@@ -1,8 +1,11 @@
 """Per-term losses at the sampled pairs, and the one reduction all losses share.
 
 Distances are computed only at the sampled pairs (O(T·D), never the N×N matrix)
-with :func:`~sampling_matters.distances.pair_distances`. The reduction divides the
-sum of the terms by the number of *active* terms (those with non-zero loss).
+with :func:`~sampling_matters.distances.pair_distances`. With ``references`` (M, D)
+the indices address the pool ``torch.cat([embeddings, references])`` (rows N..N+M-1
+are the references); gradient reaches ``references`` only if they require it. The
+reduction divides the sum of the terms by the number of *active* terms (those with
+non-zero loss).
 """
 
 from __future__ import annotations
@@ -17,35 +20,59 @@ from sampling_matters.sampling import Pairs, Triplets
 __all__ = ["active_fraction", "contrastive_terms", "margin_terms", "reduce_terms", "triplet_terms"]
 
 
-def _pair_distances(embeddings: Tensor, pairs: Pairs, squared: bool) -> tuple[Tensor, Tensor]:
-    """(P,) positive and (Q,) negative pair distances; anchors gathered once when shared."""
+def _pair_distances(
+    embeddings: Tensor, pairs: Pairs, squared: bool, references: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """(P,) positive and (Q,) negative pair distances; anchors gathered once when shared.
+
+    Only the sampled pairs are computed, on the pool's rows: never a matrix of the pool.
+    """
+    pool = embeddings if references is None else torch.cat([embeddings, references])  # (N+M, D)
     if pairs.positive_anchor is pairs.negative_anchor:  # pairs of Triplets
         d_pos, d_neg = anchor_distances(
-            embeddings, pairs.positive_anchor, (pairs.positive, pairs.negative), squared=squared
+            pool, pairs.positive_anchor, (pairs.positive, pairs.negative), squared=squared
         )
         return d_pos, d_neg
-    d_pos = pair_distances(embeddings, pairs.positive_anchor, pairs.positive, squared=squared)
-    d_neg = pair_distances(embeddings, pairs.negative_anchor, pairs.negative, squared=squared)
+    d_pos = pair_distances(pool, pairs.positive_anchor, pairs.positive, squared=squared)
+    d_neg = pair_distances(pool, pairs.negative_anchor, pairs.negative, squared=squared)
     return d_pos, d_neg
 
 
-def contrastive_terms(embeddings: Tensor, pairs: Pairs, margin: float) -> Tensor:
+def contrastive_terms(
+    embeddings: Tensor, pairs: Pairs, margin: float, *, references: Tensor | None = None
+) -> Tensor:
     """Per-pair contrastive losses: D² for positive pairs, (α − D)₊² for negative pairs."""
-    d_pos, d_neg = _pair_distances(embeddings, pairs, squared=False)  # (P,), (Q,)
+    d_pos, d_neg = _pair_distances(embeddings, pairs, False, references)  # (P,), (Q,)
     return torch.cat([d_pos.square(), torch.relu(margin - d_neg).square()])  # (P + Q,)
 
 
-def triplet_terms(embeddings: Tensor, triplets: Triplets, margin: float, squared: bool) -> Tensor:
+def triplet_terms(
+    embeddings: Tensor,
+    triplets: Triplets,
+    margin: float,
+    squared: bool,
+    *,
+    references: Tensor | None = None,
+) -> Tensor:
     """Per-triplet losses (D_ap − D_an + α)₊, on squared distances if ``squared``."""
-    d_ap, d_an = _pair_distances(embeddings, triplets.to_pairs(), squared)  # (T,), (T,)
+    d_ap, d_an = _pair_distances(embeddings, triplets.to_pairs(), squared, references)  # (T,)
     return torch.relu(d_ap - d_an + margin)  # (T,)
 
 
 def margin_terms(
-    embeddings: Tensor, pairs: Pairs, beta: float | Tensor, margin: float, nu: float
+    embeddings: Tensor,
+    pairs: Pairs,
+    beta: float | Tensor,
+    margin: float,
+    nu: float,
+    *,
+    references: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """Per-pair margin losses (α + y (D − β))₊ and the penalty ν Σ β over positive pairs."""
-    d_pos, d_neg = _pair_distances(embeddings, pairs, squared=False)  # (P,), (Q,)
+    """Per-pair margin losses (α + y (D − β))₊ and the penalty ν Σ β over positive pairs.
+
+    β is read at each pair's anchor, a row of ``embeddings`` (never a reference).
+    """
+    d_pos, d_neg = _pair_distances(embeddings, pairs, False, references)  # (P,), (Q,)
     beta_pos = beta_at(beta, pairs.positive_anchor, d_pos)  # (P,)
     shared = pairs.positive_anchor is pairs.negative_anchor
     beta_neg = beta_pos if shared else beta_at(beta, pairs.negative_anchor, d_neg)  # (Q,)

@@ -3,7 +3,9 @@
 A strategy checks its batch (:func:`check_batch`), groups it by label
 (:func:`group`), picks a negative position per (anchor, positive) slot, then maps
 the slots back to the batch's indices (:meth:`Groups.triplets`) and reports what it
-did (:func:`record`). An empty batch gives :func:`empty` triplets.
+did (:func:`record`). An empty batch gives :func:`empty` triplets. Two helpers serve
+the pool of :mod:`~sampling_matters.sampling.pool` as well: :func:`uniform_outside`
+(uniform draws outside a label block) and :func:`slot_triplets`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from torch import Tensor
 from sampling_matters import _checks
 from sampling_matters.sampling.triplets import SamplingStats, Triplets
 
-__all__ = ["Groups", "check_batch", "empty", "group", "record"]
+__all__ = [
+    "Groups",
+    "check_batch",
+    "empty",
+    "group",
+    "record",
+    "slot_triplets",
+    "uniform_outside",
+]
 
 
 def check_batch(embeddings: Tensor, labels: Tensor, *, finite: bool = True) -> None:
@@ -72,11 +82,7 @@ class Groups(NamedTuple):
         The j-th negative of a row is position j, skipping the row's own label block.
         Rows without a negative get an arbitrary valid position.
         """
-        n = len(self.order)
-        u = torch.rand(n, m, generator=generator, device=self.order.device)  # (N, m)
-        j = u.mul_((n - self.size)[:, None]).long()  # (N, m) in [0, n_negatives)
-        j += self.size[:, None] * (j >= self.start[:, None])
-        return j.clamp_(max=n - 1)
+        return uniform_outside(self.start, self.size, len(self.order), m, generator)
 
     def triplets(self, negative: Tensor, keep: Tensor | None = None) -> Triplets:
         """Triplets of original indices, one per valid (row, column) slot.
@@ -85,12 +91,40 @@ class Groups(NamedTuple):
             negative: (N, m) a negative position per slot, or (N,) one per row.
             keep: (N,) rows to keep; None keeps all.
         """
-        selected = self.valid if keep is None else self.valid & keep[:, None]  # (N, m)
-        flat = selected.view(-1).nonzero().squeeze(1)  # (T,)
-        row = flat.div(self.width, rounding_mode="floor")  # (T,)
-        positive = self.positive.view(-1)[flat]  # (T,)
-        negative = negative[row] if negative.dim() == 1 else negative.reshape(-1)[flat]
-        return Triplets(self.order[row], self.order[positive], self.order[negative])
+        anchor, positive, negative = slot_triplets(self.positive, self.valid, negative, keep)
+        return Triplets(self.order[anchor], self.order[positive], self.order[negative])
+
+
+def uniform_outside(
+    start: Tensor, size: Tensor, n: int, m: int, generator: torch.Generator | None
+) -> Tensor:
+    """(R, m) positions drawn uniformly from [0, n) outside each row's block, in O(R·m).
+
+    Row r's block is [start[r], start[r] + size[r]): the j-th position outside it is j,
+    skipped past the block. Rows whose block covers [0, n) get an arbitrary position.
+    """
+    u = torch.rand(len(start), m, generator=generator, device=start.device)  # (R, m)
+    j = u.mul_((n - size)[:, None]).long()  # (R, m) in [0, n - size)
+    j += size[:, None] * (j >= start[:, None])
+    return j.clamp_(max=n - 1)
+
+
+def slot_triplets(
+    positive: Tensor, valid: Tensor, negative: Tensor, keep: Tensor | None
+) -> Triplets:
+    """Triplets (row, positive, negative), one per valid slot of a kept row, row-major.
+
+    Args:
+        positive: (R, m) each row's positives; only the ``valid`` slots are read.
+        valid: (R, m) bool, the slots that hold a positive.
+        negative: (R, m) a negative per slot, or (R,) one per row.
+        keep: (R,) rows to keep; None keeps all.
+    """
+    selected = valid if keep is None else valid & keep[:, None]  # (R, m)
+    flat = selected.view(-1).nonzero().squeeze(1)  # (T,)
+    row = flat.div(max(positive.shape[1], 1), rounding_mode="floor")  # (T,)
+    negative = negative[row] if negative.dim() == 1 else negative.reshape(-1)[flat]
+    return Triplets(row, positive.view(-1)[flat], negative)
 
 
 def group(labels: Tensor) -> Groups:
@@ -111,7 +145,7 @@ def group(labels: Tensor) -> Groups:
 
 def record(
     stats: SamplingStats | None,
-    groups: Groups,
+    valid: Tensor,
     triplets: Triplets,
     keep: Tensor | None,
     fallback: Tensor | None,
@@ -120,7 +154,7 @@ def record(
 
     Args:
         stats: the object to fill, or None.
-        groups: the grouped batch.
+        valid: (N, m) the (anchor, positive) slots, :attr:`Groups.valid` or a pool's.
         triplets: what the strategy returns.
         keep: (N,) the rows it kept, or None for all.
         fallback: (N, m) or (N, 1) slots whose negative came from a fall-back rule.
@@ -128,9 +162,9 @@ def record(
     if stats is None:
         return
     stats.triplets = len(triplets.anchor)
-    dropped = groups.valid.any(1) if keep is None else groups.valid.any(1) & ~keep
+    dropped = valid.any(1) if keep is None else valid.any(1) & ~keep
     stats.anchors_without_negative = 0 if keep is None else int(dropped.sum())
-    counted = groups.valid if keep is None else groups.valid & keep[:, None]
+    counted = valid if keep is None else valid & keep[:, None]
     stats.fallback = 0 if fallback is None else int((counted & fallback).sum())
 
 

@@ -69,5 +69,12 @@ class SamplingFunction(Protocol):
         generator: torch.Generator | None = None,
         stats: SamplingStats | None = None,
     ) -> Triplets:
-        """Select one negative for every (anchor, positive) pair of the batch."""
+        """Select one negative for every (anchor, positive) pair of the batch.
+
+        To sample beyond the batch, a strategy also takes keyword-only ``references``
+        (M, D) and ``reference_labels`` (M,) (every built-in one does; a loss passes
+        them only when it has references): positives and negatives then come from
+        ``torch.cat([embeddings, references])``, anchors from the batch only, and the
+        triplets index that pool.
+        """
         ...

@@ -15,8 +15,10 @@ from sampling_matters import data as datasets
 from sampling_matters.batching import PKSampler
 from sampling_matters.config import TrainConfig
 from sampling_matters.data.datasets import Kind
-from sampling_matters.losses import LossModule, MarginLoss, make_loss
+from sampling_matters.losses import LossModule
+from sampling_matters.memory import CrossBatchMemory
 from sampling_matters.models import EmbeddingModel, build_model_from_config, from_scratch
+from sampling_matters.training.criterion import build_loss, build_memory, decided_loss_settings
 from sampling_matters.training.features import _cache_features
 from sampling_matters.training.splits import _load_splits
 
@@ -37,6 +39,7 @@ class _Run:
     augmentation: torch.Generator
     sampling: torch.Generator
     skipped: list[Path]
+    memory: CrossBatchMemory | None = None  # the cross-batch memory (memory_size > 0)
     aside: bool = False  # the files this start replaces are set aside until a checkpoint
 
 
@@ -45,9 +48,12 @@ def resolve(config: TrainConfig, kind: Kind) -> TrainConfig:
 
     ``augment: auto`` becomes the data set's kind of image ``kind``; ``backbone_lr``
     unset becomes ``lr`` for a backbone trained from scratch and ``lr / 10`` for one
-    that starts from pretrained weights; a data path becomes absolute.
+    that starts from pretrained weights; a data path becomes absolute; ``margin`` and
+    ``nonzero_loss_cutoff`` unset become the loss's own (see
+    :mod:`sampling_matters.config.loss`).
     """
     values = {**config.flat(), "data": datasets.absolute(config.data.data)}
+    values.update(decided_loss_settings(config.loss))
     if values["augment"] == "auto":
         values["augment"] = kind
     if values["backbone_lr"] is None:
@@ -82,7 +88,8 @@ def _build(config: TrainConfig, progress: bool) -> _Run:
         seed=config.run.seed,
     )
     sampling_generator = torch.Generator().manual_seed(config.run.seed + 1)
-    loss = _build_loss(config, splits.train, splits.train.n_classes, sampling_generator).to(device)
+    n_items = len(splits.train)
+    loss = build_loss(config, n_items, splits.train.n_classes, sampling_generator).to(device)
     return _Run(
         config,
         Path(config.run.out),
@@ -96,22 +103,7 @@ def _build(config: TrainConfig, progress: bool) -> _Run:
         augmentation,
         sampling_generator,
         splits.skipped,
-    )
-
-
-def _build_loss(
-    config: TrainConfig, train_set: Dataset[Any], n_classes: int, generator: torch.Generator
-) -> LossModule:
-    if config.loss.loss != "margin":
-        return make_loss(config.loss.loss, sampling=config.loss.sampling, generator=generator)
-    return MarginLoss(
-        beta=config.loss.beta,
-        learn_beta=config.loss.learn_beta,
-        nu=config.loss.nu,
-        n_classes=n_classes if config.loss.beta_per_class else None,
-        n_items=len(train_set) if config.loss.beta_per_image else None,  # type: ignore[arg-type]
-        sampling=config.loss.sampling,
-        generator=generator,
+        build_memory(config, device),
     )
 
 

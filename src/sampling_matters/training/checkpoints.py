@@ -19,6 +19,7 @@ from sampling_matters.data.cache import write_text_atomic
 from sampling_matters.models import EmbeddingModel, build_model_from_config
 from sampling_matters.runs import discard
 from sampling_matters.training.build import _Run
+from sampling_matters.training.criterion import decided_loss_settings
 
 _LAST_KEYS = ("model", "loss", "optimiser", "schedule", "progress", "rng")
 _BEST_KEYS = ("model", "config")
@@ -39,6 +40,7 @@ def _state(
             "augmentation": run.augmentation.get_state(),
         },
         "config": run.config.flat(),
+        "memory": None if run.memory is None else run.memory.state_dict(),
     }
 
 
@@ -69,9 +71,15 @@ def _read_last(out: Path, config: TrainConfig) -> dict[str, Any] | None:
     return state
 
 
+_RECORDED_BEFORE = {"nonzero_loss_cutoff": 1.4}
+"""What a run recorded before a setting existed trained with (the key is missing)."""
+
+
 def _settings_of(source: Any, read: Callable[[Any], dict[str, Any]]) -> TrainConfig:
+    """A run's recorded settings, those that follow the loss decided as when it trained."""
     try:
-        return TrainConfig.from_flat(read(source))
+        config = TrainConfig.from_flat({**_RECORDED_BEFORE, **read(source)})
+        return TrainConfig.from_flat({**config.flat(), **decided_loss_settings(config.loss)})
     except ValueError as error:
         raise ValueError(f"the run's recorded settings are invalid: {error}") from None
 
@@ -99,6 +107,8 @@ def _restore(
         torch.set_rng_state(state["rng"]["torch"])
         run.sampling.set_state(state["rng"]["loss"])
         run.augmentation.set_state(state["rng"]["augmentation"])
+        if run.memory is not None:
+            run.memory.load_state_dict(state["memory"])
         saved = state["progress"]
         return {
             "step": int(saved["step"]),

@@ -16,6 +16,7 @@ LOG_COLUMNS = (
     "negative_distance",
     "negative_distance_std",
     "fallback",
+    "references",
     "images_per_s",
     "val_recall@1",
     "val_map@r",
@@ -29,8 +30,9 @@ class _Log:
         self.path = path
         kept: list[list[str]] = []
         if resume_at is not None and path.exists():  # drop rows of the epoch that was lost
-            with path.open(newline="") as handle:
-                kept = [row for row in list(csv.reader(handle))[1:] if int(row[0]) <= resume_at]
+            with path.open(newline="") as handle:  # by column name: an older log lacks some
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_at]
+            kept = [[row.get(k) or "" for k in LOG_COLUMNS] for row in rows]
         with path.open("w", newline="") as handle:
             csv.writer(handle).writerows([list(LOG_COLUMNS), *kept])
         self.rows: list[dict[str, float]] = []

@@ -7,6 +7,7 @@ Each epoch ends with validation, ``last.pt`` and, when it is the one to keep,
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from sampling_matters import files
-from sampling_matters.config import TrainConfig
+from sampling_matters.config import TrainConfig, check_memory_warmup
 from sampling_matters.data.cache import write_text_atomic
 from sampling_matters.runs import RunLock, check_start, put_back, remove_orphans, set_aside
 from sampling_matters.training.build import _build, _optimiser, _Run, _schedule
@@ -46,7 +47,9 @@ def train(
     Nothing is written before the data (every image file checked), the model and, for
     a resume, the run's ``last.pt`` have loaded, so a refused or failed start leaves an
     existing run as it was. Ctrl-C stops at the next step boundary, writes ``last.pt``
-    and raises :class:`TrainingInterrupted`.
+    and raises :class:`TrainingInterrupted`. With ``memory_size`` > 0 each step also
+    samples from a cross-batch memory of the last ``memory_size`` embeddings on the
+    model's device (read before the loss, the batch added after it), kept in ``last.pt``.
 
     Args:
         config: the run's configuration; ``config.run.out`` is the run directory.
@@ -57,7 +60,8 @@ def train(
         progress: show progress bars.
         loss_factory: builds the loss in place of ``config``'s loss and sampling (an
             external loss, e.g. another library's): a module called as
-            ``loss(embeddings, labels, indices)`` with the attributes ``last_triplets``,
+            ``loss(embeddings, labels, indices)`` (with a cross-batch memory, also with
+            ``references=`` and ``reference_labels=``) with the attributes ``last_triplets``,
             ``last_stats`` and ``last_active_fraction``; its ``beta_param_group(lr)``, if
             it has one, is trained at ``beta_lr``, and its ``beta_values(labels,
             indices)``, if it has one, is logged (e.g. :mod:`sampling_matters.compat.pml`).
@@ -66,8 +70,8 @@ def train(
         The test metrics (also written to ``metrics.json``).
 
     Raises:
-        ValueError: bad settings, a refused start, bad image files, an unreadable
-            ``last.pt``.
+        ValueError: bad settings (a memory warm-up as long as the run, too), a refused
+            start, bad image files, an unreadable ``last.pt``.
         RunInUseError: another process trains into the same folder.
         TrainingInterrupted: Ctrl-C.
     """
@@ -79,7 +83,11 @@ def train(
     last = _read_last(out, config) if resume else None
     if loss_factory is not None:
         run.loss = loss_factory(config).to(run.device)  # type: ignore[assignment]
+        _check_takes_references(run)
     total = _total_steps(run)
+    if config.optim.epochs is not None:  # steps: checked with the settings
+        batches = f" ({config.optim.epochs} epochs of {len(run.sampler)} batches)"
+        check_memory_warmup(config.loss, total, batches)
     optimiser = _optimiser(run.model, run.loss, config)
     schedule = _schedule(optimiser, total, config)
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": -1.0, "best_step": 0}
@@ -98,6 +106,22 @@ def train(
     finally:
         if created and not any(out.iterdir()):  # a new folder that a failed start left empty
             out.rmdir()
+
+
+def _check_takes_references(run: _Run) -> None:
+    """Refuse a cross-batch memory with a loss (of ``loss_factory``) that takes no references."""
+    if run.memory is None:
+        return
+    try:
+        parameters = inspect.signature(run.loss.forward).parameters
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return
+    if "references" not in parameters:
+        raise ValueError(
+            f"the loss {type(run.loss).__name__} takes no references, so it cannot sample "
+            "from a cross-batch memory: set memory_size 0, or give its forward references= "
+            "and reference_labels="
+        )
 
 
 def _total_steps(run: _Run) -> int:

@@ -30,13 +30,35 @@ def _step(run: _Run, batch: list[Tensor], optimiser: torch.optim.Optimizer) -> d
     with autocast:
         embeddings = run.model.embed_frozen(inputs) if cached else run.model(inputs)
     _check_finite(embeddings, "the embeddings")
-    loss = run.loss(embeddings.float(), labels, indices)
+    embeddings = embeddings.float()
+    references = _references(run)  # BEFORE the batch is stored: never the batch with itself
+    loss = run.loss(embeddings, labels, indices, **references)
+    if run.memory is not None:  # AFTER the loss: the next steps' references
+        run.memory.add(embeddings.detach(), labels)
     value = float(loss.detach())
     _check_finite(torch.tensor(value), "the loss")
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
-    return _diagnostics(run, embeddings.detach().float(), labels, indices, value)
+    pool = _pool(embeddings.detach(), references.get("references"))
+    return _diagnostics(run, pool, labels, indices, value)
+
+
+def _references(run: _Run) -> dict[str, Tensor | None]:
+    """The loss's keyword arguments for the memory's references (none without a memory).
+
+    Without a memory the loss is called as before, so a ``loss_factory`` loss need not
+    take references; with one it must (``None`` while the memory warms up).
+    """
+    if run.memory is None:
+        return {}
+    references, reference_labels = run.memory.references()
+    return {"references": references, "reference_labels": reference_labels}
+
+
+def _pool(embeddings: Tensor, references: Tensor | None) -> Tensor:
+    """(N + M, D) the rows the triplets index: the batch, then the references."""
+    return embeddings if references is None else torch.cat([embeddings, references])
 
 
 def _check_finite(values: Tensor, what: str) -> None:
@@ -48,12 +70,13 @@ def _check_finite(values: Tensor, what: str) -> None:
 
 
 def _diagnostics(
-    run: _Run, embeddings: Tensor, labels: Tensor, indices: Tensor, loss: float
+    run: _Run, pool: Tensor, labels: Tensor, indices: Tensor, loss: float
 ) -> dict[str, float]:
+    """The step's row of ``log.csv``; ``pool`` (N + M, D) holds the batch's rows first."""
     triplets = run.loss.last_triplets
     distances = torch.zeros(0)
     if triplets is not None and len(triplets.anchor):
-        distances = (embeddings[triplets.anchor] - embeddings[triplets.negative]).norm(dim=1)
+        distances = (pool[triplets.anchor] - pool[triplets.negative]).norm(dim=1)
     beta = float("nan")
     beta_values = getattr(run.loss, "beta_values", None)  # MarginLoss, or a loss_factory's
     if beta_values is not None:
@@ -66,4 +89,5 @@ def _diagnostics(
         "negative_distance": float(distances.mean()) if len(distances) else float("nan"),
         "negative_distance_std": float(distances.std()) if len(distances) > 1 else float("nan"),
         "fallback": float(stats.fallback),
+        "references": float(len(pool) - len(labels)),
     }
