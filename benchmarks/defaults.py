@@ -41,6 +41,7 @@ import yaml
 
 from finished import RECORDS, read_metrics, train_once
 from sampling_matters.cli import main as cli
+from sampling_matters.config import TrainConfig
 from sampling_matters.tables import markdown_table, mean_std, paired
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -127,7 +128,9 @@ def train(args: argparse.Namespace, arm: Arm, seed: int) -> dict[str, float]:
 
 
 def settings_of(out: Path) -> dict[str, object]:
-    return yaml.safe_load((out / "config.yaml").read_text())  # type: ignore[no-any-return]
+    """The run's settings as the config reads them (a setting newer than the run: default)."""
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    return TrainConfig.from_flat(recorded).flat()
 
 
 def changed(runs: Path, arm: Arm, seeds: list[int]) -> str:
@@ -136,7 +139,8 @@ def changed(runs: Path, arm: Arm, seeds: list[int]) -> str:
     if not (mine / "config.yaml").exists() or not (base / "config.yaml").exists():
         return ""
     a, b = settings_of(base), settings_of(mine)
-    keys = [k for k in b if k not in ("out", "seed") and a.get(k) != b[k]]
+    known = [k for k in b if k not in ("out", "seed") and None not in (a.get(k), b[k])]
+    keys = [k for k in known if a[k] != b[k]]  # unset on one side: decided at training
     return ", ".join(f"{k}: {a.get(k)} → {b[k]}" for k in keys)
 
 
