@@ -1,0 +1,152 @@
+"""sampling_matters.distributed on 2 real processes (gloo on CPU, a file store).
+
+Each test spawns two processes that join one process group and compare what they
+compute with what one process computes on the concatenated batch; a process reports
+its result (or its error) through a file, so a failure on one rank shows here.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from sampling_matters import distributed
+
+ROWS = (3, 5)  # rank 0 embeds 3 rows, rank 1 five: ranks may differ
+DIM = 4
+
+
+def rank_batch(r: int, dim: int = DIM) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank r's embeddings and labels, the same in every process."""
+    g = torch.Generator().manual_seed(100 + r)
+    return torch.randn(ROWS[r], dim, generator=g, dtype=torch.float64), torch.arange(
+        ROWS[r]
+    ) + 10 * r
+
+
+def rank_weights(r: int) -> torch.Tensor:
+    """Rank r's loss: a weighted sum over the whole gathered batch."""
+    g = torch.Generator().manual_seed(200 + r)
+    return torch.randn(sum(ROWS), DIM, generator=g, dtype=torch.float64)
+
+
+def _worker(r: int, world: int, store: str, out: str, check: str) -> None:
+    result: dict[str, object] = {}
+    try:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=r, world_size=world)
+        result = CHECKS[check](r)
+    except Exception as error:  # reported to the test, not lost in a child process
+        result = {"error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()}
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        Path(out, f"rank{r}.json").write_text(json.dumps(result))
+
+
+def _gradients(r: int) -> dict[str, object]:
+    x, labels = rank_batch(r)
+    x.requires_grad_()
+    everything, all_labels, offset = distributed.gather(x, labels)
+    (everything * rank_weights(r)).sum().backward()
+    return {
+        "grad": x.grad.tolist(),
+        "labels": all_labels.tolist(),
+        "offset": offset,
+        "world": distributed.world_size(),
+        "rank": distributed.rank(),
+        "rows": everything.detach().tolist(),
+    }
+
+
+def _others(r: int) -> dict[str, object]:
+    x, labels = rank_batch(r)
+    everything, all_labels, offset = distributed.gather(x, labels)
+    refs, ref_labels = distributed.others(everything, all_labels, offset, len(x))
+    return {"labels": ref_labels.tolist(), "rows": refs.tolist()}
+
+
+def _wrong_dimension(r: int) -> dict[str, object]:
+    x, labels = rank_batch(r, dim=DIM + r)
+    distributed.gather(x, labels)
+    return {}
+
+
+CHECKS = {"gradients": _gradients, "others": _others, "wrong_dimension": _wrong_dimension}
+
+
+def run_two(check: str, tmp_path: Path) -> list[dict]:
+    """Run ``check`` on 2 processes; each one's result."""
+    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(tmp_path), check), nprocs=2)
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_the_gathered_batch_and_its_gradient_are_one_process_s(tmp_path):
+    results = run_two("gradients", tmp_path)
+    assert all("error" not in r for r in results), results
+    batches = [rank_batch(r) for r in range(2)]
+    x = torch.cat([b[0] for b in batches]).requires_grad_()  # one process, concatenated
+    sum((x * rank_weights(r)).sum() for r in range(2)).backward()
+    for r, result in enumerate(results):
+        assert result["world"] == 2 and result["rank"] == r
+        assert result["offset"] == sum(ROWS[:r])
+        assert result["labels"] == torch.cat([b[1] for b in batches]).tolist()  # by rank
+        assert torch.equal(torch.tensor(result["rows"], dtype=torch.float64), x.detach())
+        mine = x.grad[result["offset"] : result["offset"] + ROWS[r]]
+        torch.testing.assert_close(
+            torch.tensor(result["grad"], dtype=torch.float64), mine, rtol=0, atol=1e-12
+        )
+
+
+def test_others_are_the_other_rank_s_rows(tmp_path):
+    results = run_two("others", tmp_path)
+    for r, result in enumerate(results):
+        x, labels = rank_batch(1 - r)
+        assert result["labels"] == labels.tolist()
+        assert torch.equal(torch.tensor(result["rows"], dtype=torch.float64), x)
+
+
+def test_ranks_of_different_dimensions_fail_together_with_the_reason(tmp_path):
+    results = run_two("wrong_dimension", tmp_path)
+    for result in results:  # both raise: neither waits for the other
+        assert "ValueError: every rank must embed in the same dimension" in result["error"]
+
+
+def test_one_process_is_the_identity():
+    x, labels = rank_batch(0)
+    everything, all_labels, offset = distributed.gather(x, labels)
+    assert everything is x and all_labels is labels and offset == 0
+    assert distributed.others(x, labels, 0, len(x)) == (None, None)
+    assert distributed.world_size() == 1 and distributed.rank() == 0
+
+
+def test_shards_are_whole_classes_none_on_two_ranks():
+    from sampling_matters.batching import PKSampler
+
+    labels = torch.arange(40).repeat_interleave(6)  # 40 classes × 6 images
+    plan = PKSampler(labels, 8, 3, seed=1).epoch_batches()  # global: 8 classes × 3
+    shards = [distributed.shard_batches(plan, r, 4, 3) for r in range(4)]
+    assert all(s.shape == (len(plan), 6) for s in shards)
+    for b in range(len(plan)):
+        classes = [set(labels[s[b]].tolist()) for s in shards]
+        assert all(len(c) == 2 for c in classes)  # 2 whole classes a rank
+        assert len(set().union(*classes)) == 8  # no class on two ranks
+        assert sorted(torch.cat([s[b] for s in shards]).tolist()) == sorted(plan[b].tolist())
+
+
+@pytest.mark.parametrize(
+    ("shape", "rank", "world", "k", "message"),
+    [
+        ((2, 12), 0, 5, 2, "cannot be split into 5 equal shares"),
+        ((2, 12), 3, 3, 2, "rank must be"),
+        ((2, 13), 0, 1, 2, "cannot be split"),
+    ],
+)
+def test_bad_shards_are_refused(shape, rank, world, k, message):
+    with pytest.raises(ValueError, match=message):
+        distributed.shard_batches(torch.zeros(shape, dtype=torch.int64), rank, world, k)
