@@ -15,8 +15,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
 from sampling_matters import distributed
+from sampling_matters.losses import LOSSES, MarginLoss
+from sampling_matters.sampling import make_sampling
 
 ROWS = (3, 5)  # rank 0 embeds 3 rows, rank 1 five: ranks may differ
 DIM = 4
@@ -77,7 +80,65 @@ def _wrong_dimension(r: int) -> dict[str, object]:
     return {}
 
 
-CHECKS = {"gradients": _gradients, "others": _others, "wrong_dimension": _wrong_dimension}
+CASES = [
+    (loss, sampling)
+    for loss in ("margin", "triplet", "contrastive")
+    for sampling in ("hard", "semihard")
+]  # deterministic strategies: the same triplets in one process and in two
+
+
+def criterion(loss: str, sampling: str) -> torch.nn.Module:
+    """The loss module of a case, the same in every process (per-class β for the margin)."""
+    strategy = make_sampling(sampling, max_reference_positives=100)  # every positive
+    if loss == "margin":
+        return MarginLoss(sampling=strategy, n_classes=4, nu=0.1).double()
+    return LOSSES[loss](sampling=strategy).double()
+
+
+def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """(12, 6) inputs of 4 classes × 3 images; rank r holds classes 2r and 2r + 1."""
+    g = torch.Generator().manual_seed(5)
+    return torch.randn(12, 6, generator=g, dtype=torch.float64), torch.arange(4).repeat_interleave(
+        3
+    )
+
+
+def one_step(loss: str, sampling: str, r: int | None) -> dict[str, list]:
+    """The model's and the loss's gradients after one step: rank r of 2, or one process."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 4).double()
+    criterion_ = criterion(loss, sampling)
+    inputs, labels = global_batch()
+    if r is None:  # one process, the whole batch
+        criterion_(torch.nn.functional.normalize(model(inputs), dim=1), labels).backward()
+    else:
+        mine = slice(6 * r, 6 * r + 6)
+        ddp = DistributedDataParallel(model)
+        embeddings = torch.nn.functional.normalize(ddp(inputs[mine]), dim=1)  # (6, 4)
+        everything, all_labels, offset = distributed.gather(embeddings, labels[mine])
+        refs, ref_labels = distributed.others(everything, all_labels, offset, 6)
+        criterion_.across_processes = True
+        criterion_(
+            embeddings, labels[mine], references=refs, reference_labels=ref_labels
+        ).backward()
+        for parameter in criterion_.parameters():  # β: reduced like the model's (DDP's mean)
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= 2
+    grads = [p.grad for p in (*model.parameters(), *criterion_.parameters())]
+    return {"grads": [g.tolist() for g in grads]}
+
+
+def _ddp_steps(r: int) -> dict[str, object]:
+    """Every case's step on rank r (one pair of processes for all: spawning is slow)."""
+    return {f"{loss}/{sampling}": one_step(loss, sampling, r) for loss, sampling in CASES}
+
+
+CHECKS = {
+    "gradients": _gradients,
+    "others": _others,
+    "wrong_dimension": _wrong_dimension,
+    "ddp": _ddp_steps,
+}
 
 
 def run_two(check: str, tmp_path: Path) -> list[dict]:
@@ -101,6 +162,25 @@ def test_the_gathered_batch_and_its_gradient_are_one_process_s(tmp_path):
         torch.testing.assert_close(
             torch.tensor(result["grad"], dtype=torch.float64), mine, rtol=0, atol=1e-12
         )
+
+
+def test_two_processes_train_as_one_on_the_global_batch(tmp_path):
+    """For each loss × deterministic strategy: DDP's averaged gradients (model and β)
+    on 2 processes equal one process's on the concatenated batch, to 1e-6."""
+    results = run_two("ddp", tmp_path)
+    assert all("error" not in r for r in results), results
+    for loss, sampling in CASES:
+        expected = one_step(loss, sampling, None)["grads"]
+        for r, result in enumerate(results):  # every rank holds one process's gradients
+            got = result[f"{loss}/{sampling}"]["grads"]
+            for mine, want in zip(got, expected, strict=True):
+                torch.testing.assert_close(
+                    torch.tensor(mine, dtype=torch.float64),
+                    torch.tensor(want, dtype=torch.float64),
+                    rtol=0,
+                    atol=1e-6,
+                    msg=lambda m, case=f"{loss} × {sampling}, rank {r}": f"{case}: {m}",
+                )
 
 
 def test_others_are_the_other_rank_s_rows(tmp_path):

@@ -37,6 +37,7 @@ __all__ = [
     "others",
     "rank",
     "shard_batches",
+    "total",
     "world_size",
 ]
 
@@ -135,6 +136,20 @@ def gather(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
     everything: Tensor = _AllGather.apply(embeddings, sizes, offset)  # type: ignore[no-untyped-call]
     all_labels = torch.cat(_gather_padded(labels.to(torch.int64), sizes))
     return everything, all_labels, offset
+
+
+def total(count: Tensor) -> Tensor:
+    """``count`` summed over every rank (a collective; no gradient). One process: itself.
+
+    Example:
+        >>> total(torch.tensor(3))
+        tensor(3)
+    """
+    if not is_distributed():
+        return count
+    summed = count.detach().clone()
+    dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+    return summed
 
 
 def others(

@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor, nn
 
+from sampling_matters import distributed
 from sampling_matters.losses.terms import active_fraction, reduce_terms
 from sampling_matters.losses.validation import (
     check_inputs,
@@ -162,9 +163,16 @@ def sampled_loss(
     triplets, stats = _sample(module, embeddings, labels, references, reference_labels)
     module.last_stats, module.last_triplets = stats, triplets
     terms, penalty = terms_of(triplets)
-    loss, n_active = reduce_terms(terms, penalty)
+    loss, n_active = reduce_terms(terms, penalty, across=_across(module, terms))
     module.last_active_fraction = active_fraction(terms, n_active)
     return loss
+
+
+def _across(module: object, terms: Tensor) -> tuple[Tensor, int] | None:
+    """The global count of active terms and the world, for a loss averaged over processes."""
+    if not getattr(module, "across_processes", False) or not distributed.is_distributed():
+        return None
+    return distributed.total(torch.count_nonzero(terms)), distributed.world_size()
 
 
 class LossInputs(NamedTuple):
@@ -207,6 +215,12 @@ class SampledLoss(nn.Module):
         last_active_fraction: the fraction of the last call's terms with non-zero loss.
         last_triplets: the triplets the last call sampled, indices into the pool (None
             before the first call).
+        across_processes: set True when every process of a process group computes its
+            share of one loss on the global batch (its anchors are its rows, the other
+            processes' rows its references): the terms are then averaged over the
+            active terms of all processes, scaled so that DDP's averaged gradient is
+            one process's gradient on the global batch. False (the default): this
+            process's loss alone.
     """
 
     def __init__(
@@ -221,6 +235,7 @@ class SampledLoss(nn.Module):
         self.last_stats = SamplingStats()
         self.last_active_fraction = 0.0
         self.last_triplets: Triplets | None = None
+        self.across_processes = False
 
     def forward(
         self,

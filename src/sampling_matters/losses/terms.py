@@ -82,22 +82,31 @@ def margin_terms(
     return torch.cat([pos, neg]), penalty  # (P + Q,), ()
 
 
-def reduce_terms(terms: Tensor, penalty: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def reduce_terms(
+    terms: Tensor, penalty: Tensor | None = None, *, across: tuple[Tensor, int] | None = None
+) -> tuple[Tensor, Tensor]:
     """Average over active terms: (Σ terms + penalty) / #{terms > 0}, or exactly 0.
 
     Args:
         terms: (M,) non-negative per-term losses.
         penalty: optional () tensor added to the numerator (dropped when nothing is active).
+        across: for a loss computed in W processes, ``(n_global, W)``: the () number of
+            active terms summed over the processes, and W. This process's share is then
+            W · (Σ terms + penalty) / n_global (the penalty, a sum over this process's
+            pairs, is its share like the terms), so that the processes' gradients,
+            averaged (as DDP does), are the gradient of one process's loss on the global
+            batch.
 
     Returns:
-        The () loss and the () int64 number of active terms. With no active term the
-        loss is exactly 0 and its gradient exactly 0, yet it stays on the graph. No
-        host-device synchronisation.
+        The () loss and the () int64 number of active terms (this process's). With no
+        active term the loss is exactly 0 and its gradient exactly 0, yet it stays on
+        the graph. No host-device synchronisation.
     """
     n_active = torch.count_nonzero(terms)  # () int64
+    n_total, world = (n_active, 1) if across is None else across
     total = terms.sum() if penalty is None else terms.sum() + penalty  # ()
-    mean = total / n_active.clamp_min(1)  # ()
-    return torch.where(n_active > 0, mean, torch.zeros_like(mean)), n_active
+    mean = world * total / n_total.clamp_min(1)  # ()
+    return torch.where(n_total > 0, mean, torch.zeros_like(mean)), n_active
 
 
 def active_fraction(terms: Tensor, n_active: Tensor) -> float:
