@@ -19,7 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sampling_matters import distributed
 from sampling_matters.losses import LOSSES, MarginLoss
-from sampling_matters.sampling import make_sampling
+from sampling_matters.sampling import distance_weighted, make_sampling
+from sampling_matters.sphere import uniform_on_sphere
 
 ROWS = (3, 5)  # rank 0 embeds 3 rows, rank 1 five: ranks may differ
 DIM = 4
@@ -133,7 +134,45 @@ def _ddp_steps(r: int) -> dict[str, object]:
     return {f"{loss}/{sampling}": one_step(loss, sampling, r) for loss, sampling in CASES}
 
 
+DRAWS = 200  # distance weighted draws per rank: about 25,000 negatives
+
+
+def weighted_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """(128, 8) uniform points on the sphere, 32 classes × 4; rank r holds rows 64r…"""
+    points = uniform_on_sphere(128, 8, torch.Generator().manual_seed(9))
+    return points, torch.arange(32).repeat_interleave(4)
+
+
+def negatives_drawn(r: int | None) -> list[list[int]]:
+    """(anchor, negative) global rows drawn for rank 0's anchors: by rank r of 2 from its
+    batch and the other rank's rows, or (r None) by one process from the global batch."""
+    points, labels = weighted_batch()
+    if r is None:
+        pool_rows = torch.arange(128)
+        x, mine, refs, ref_labels = points, labels, None, None
+    else:
+        mine_rows = slice(64 * r, 64 * r + 64)
+        x, mine = points[mine_rows], labels[mine_rows]
+        everything, all_labels, offset = distributed.gather(x, mine)
+        refs, ref_labels = distributed.others(everything, all_labels, offset, 64)
+        pool_rows = torch.cat(
+            [torch.arange(offset, offset + 64), torch.arange(64 - offset, 128 - offset)]
+        )
+    drawn = []
+    for seed in range(DRAWS):
+        g = torch.Generator().manual_seed(1000 + seed)
+        t = distance_weighted(x, mine, references=refs, reference_labels=ref_labels, generator=g)
+        ours = t.anchor < 64  # rank 0's anchors (its own rows come first in its pool)
+        drawn += torch.stack([pool_rows[t.anchor[ours]], pool_rows[t.negative[ours]]], 1).tolist()
+    return drawn
+
+
+def _weighted(r: int) -> dict[str, object]:
+    return {"negatives": negatives_drawn(r)}  # every rank gathers (a collective)
+
+
 CHECKS = {
+    "weighted": _weighted,
     "gradients": _gradients,
     "others": _others,
     "wrong_dimension": _wrong_dimension,
@@ -181,6 +220,26 @@ def test_two_processes_train_as_one_on_the_global_batch(tmp_path):
                     atol=1e-6,
                     msg=lambda m, case=f"{loss} × {sampling}, rank {r}": f"{case}: {m}",
                 )
+
+
+def test_distance_weighted_draws_from_the_global_batch_with_its_probabilities(tmp_path):
+    """Rank 0's negatives, drawn from its batch and rank 1's rows, are distributed as one
+    process draws them from the global batch: a two-sample chi-square test."""
+    from scipy.stats import chi2_contingency
+
+    results = run_two("weighted", tmp_path)
+    assert "error" not in results[0], results
+    labels = weighted_batch()[1]
+    for result in results:
+        pairs = torch.tensor(result["negatives"])  # (T, 2) global rows
+        assert bool((labels[pairs[:, 0]] != labels[pairs[:, 1]]).all()), "negative of its class"
+    pairs = torch.tensor(results[0]["negatives"])
+    two, one = pairs[:, 1], torch.tensor(negatives_drawn(None))[:, 1]
+    assert bool((two >= 64).any()), "no negative came from the other rank's rows"
+    counts = torch.stack([torch.bincount(two, minlength=128), torch.bincount(one, minlength=128)])
+    seen = counts.sum(0) > 0  # (128,) rows ever drawn
+    _, p_value, _, _ = chi2_contingency(counts[:, seen].numpy())
+    assert p_value > 1e-3, f"2 processes and 1 draw differently (chi-square p = {p_value:.2g})"
 
 
 def test_others_are_the_other_rank_s_rows(tmp_path):
