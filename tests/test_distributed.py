@@ -134,7 +134,7 @@ def _ddp_steps(r: int) -> dict[str, object]:
     return {f"{loss}/{sampling}": one_step(loss, sampling, r) for loss, sampling in CASES}
 
 
-DRAWS = 200  # distance weighted draws per rank: about 25,000 negatives
+DRAWS = 200  # calls per rank; each draws 64 anchors × 3 positives = 192 negatives
 
 
 def weighted_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,6 +234,7 @@ def test_distance_weighted_draws_from_the_global_batch_with_its_probabilities(tm
         pairs = torch.tensor(result["negatives"])  # (T, 2) global rows
         assert bool((labels[pairs[:, 0]] != labels[pairs[:, 1]]).all()), "negative of its class"
     pairs = torch.tensor(results[0]["negatives"])
+    assert len(pairs) == DRAWS * 64 * 3  # every (anchor, positive) pair of rank 0, each call
     two, one = pairs[:, 1], torch.tensor(negatives_drawn(None))[:, 1]
     assert bool((two >= 64).any()), "no negative came from the other rank's rows"
     counts = torch.stack([torch.bincount(two, minlength=128), torch.bincount(one, minlength=128)])
