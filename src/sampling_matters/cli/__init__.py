@@ -21,6 +21,7 @@ per group of subcommands: :mod:`~sampling_matters.cli.data` (prepare),
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from sampling_matters.cli import ablate, data, figures, runs, train
@@ -45,7 +46,8 @@ EXAMPLES = {
     "train": (
         "sampling-matters train --data kanji --model small-cnn --loss margin "
         "--sampling distance-weighted --steps 2500 --out runs/kanji\n"
-        "  sampling-matters train --resume runs/kanji   # after a kill or Ctrl-C"
+        "  sampling-matters train --resume runs/kanji   # after a kill or Ctrl-C\n"
+        "  sampling-matters train --data kanji --nproc 2 --classes-per-batch 8 --out runs/k2"
     ),
     "eval": "sampling-matters eval runs/kanji",
     "embed": "sampling-matters embed runs/kanji --data kanji --split test --out runs/kanji/test.pt",
@@ -74,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch (train --nproc)
     return call_handler(args)
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,9 @@ def add_train(parser: argparse.ArgumentParser) -> None:
     replace it with --overwrite. Every image file is checked before training; a bad one
     is an error that names it, or, with --skip-bad-images, is left out with a warning.
     Ctrl-C stops at the next step, writes last.pt and prints the resume command.
+    --nproc N trains in N processes (torch.distributed: gloo on CPU, NCCL on CUDA), each
+    with classes-per-batch classes of one global batch; the same as
+    torchrun --nproc-per-node N -m sampling_matters train ….
     """
     parser.add_argument(
         "--config", type=path_argument, help="YAML file of defaults (keys = flag names)"
@@ -36,6 +42,14 @@ def add_train(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--nproc",
+        type=_process_count,
+        default=1,
+        metavar="N",
+        help="train in N processes on this machine, launched by torch.distributed.run "
+        "(default 1); a resume needs the run's own N",
+    )
     add_setting_flags(parser)
     parser.set_defaults(handler=_train)
 
@@ -51,18 +65,66 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_flat(values)
 
 
+def _process_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1024:
+        raise argparse.ArgumentTypeError(f"expected a number of processes from 1, got {text!r}")
+    return count
+
+
 def _train(args: argparse.Namespace) -> int:
     from sampling_matters.training import train
 
     config = train_config(args)
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet one of the processes
+        return _launch(args.nproc, args.argv)
     metrics = train(
         config,
         resume=args.resume is not None,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    print(json.dumps(metrics, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # one process prints (torchrun sets RANK)
+        print(json.dumps(metrics, indent=2))
     return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less ``--nproc N`` (the launched processes learn their world from torchrun)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
+def _launch(nproc: int, argv: list[str]) -> int:
+    """Run this command in ``nproc`` processes with ``torch.distributed.run``; its status.
+
+    The launcher stops every process when one fails, and shows that one's error.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "sampling_matters",
+        *_without_nproc(argv),
+    ]
+    try:
+        return subprocess.run(command, check=False).returncode
+    except KeyboardInterrupt:  # the processes write last.pt and stop
+        return 130
 
 
 def _check_resume_args(args: argparse.Namespace) -> None:

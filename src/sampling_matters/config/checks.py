@@ -111,6 +111,7 @@ def check_run(config: TrainConfig) -> None:
     within("log_every", run.log_every, 1, MAX_STEPS)
     require(run.select in SELECTIONS, "select", " or ".join(SELECTIONS), run.select)
     within("eval_batch_size", run.eval_batch_size, 1, 1_000_000)
+    within("world_size", run.world_size, 1, 1_000_000)
     check_device(run.device)
 
 

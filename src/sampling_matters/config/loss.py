@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DENSITIES",
     "MAX_MEMORY_SIZE",
+    "POOLS",
     "check_loss",
     "check_memory_warmup",
     "margin_of",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 DENSITIES = ("sphere", "empirical")
+
+POOLS = ("global", "local")
+"""``pool``: with several processes, an anchor's triplets come from the global batch or
+from its own process's share of it (see :mod:`sampling_matters.training.parallel`)."""
 """``density``: distance weighted sampling's weights, from the sphere's q(d) or from each
 anchor's own empirical distance density (see ``docs/sampling.md``)."""
 
@@ -107,6 +112,7 @@ def check_loss(config: TrainConfig) -> None:
     within("margin", loss.margin, 0, 2, open_low=True)
     _check_cutoffs(loss)
     require(loss.density in DENSITIES, "density", " or ".join(DENSITIES), loss.density)
+    require(loss.pool in POOLS, "pool", " or ".join(POOLS), loss.pool)
     within("max_reference_positives", loss.max_reference_positives, 0, 100_000)
     within("memory_size", loss.memory_size, 0, MAX_MEMORY_SIZE)
     within("memory_warmup", loss.memory_warmup, 0, MAX_STEPS)

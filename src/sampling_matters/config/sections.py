@@ -19,7 +19,7 @@ NEUTRAL_KEYS = ("device", "workers", "eval_batch_size", "log_every", "out")
 """Settings that change how or where a run executes, not what it trains: free to differ
 on resume (a run directory may move)."""
 
-RECORD_KEYS = ("skipped_images",)
+RECORD_KEYS = ("skipped_images", "global_classes_per_batch", "global_batch_size")
 """Keys of a run's ``config.yaml`` that record what happened, not settings: read past."""
 
 
@@ -115,6 +115,13 @@ class LossConfig:
         default=0,
         metadata={"help": "steps that fill the memory before it is sampled from (default 0)"},
     )
+    pool: str = field(
+        default="global",
+        metadata={
+            "help": "with several processes, each anchor samples from the global batch "
+            "(default) or from its own process's batch only (local)"
+        },
+    )
 
 
 @dataclass
@@ -153,6 +160,13 @@ class RunConfig:
     device: str = "auto"
     log_every: int = 50
     eval_batch_size: int = 256
+    world_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "the processes that train together; decided at the start (torchrun's "
+            "world, 1 without) and recorded, so a resume needs the same number"
+        },
+    )
 
 
 @dataclass

@@ -12,12 +12,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sampling_matters import data as datasets
+from sampling_matters import distributed
 from sampling_matters.batching import PKSampler
 from sampling_matters.config import TrainConfig
 from sampling_matters.data.datasets import Kind
 from sampling_matters.losses import LossModule
 from sampling_matters.memory import CrossBatchMemory
 from sampling_matters.models import EmbeddingModel, build_model_from_config, from_scratch
+from sampling_matters.training import parallel
 from sampling_matters.training.criterion import build_loss, build_memory, decided_loss_settings
 from sampling_matters.training.features import _cache_features
 from sampling_matters.training.splits import _load_splits
@@ -40,6 +42,7 @@ class _Run:
     sampling: torch.Generator
     skipped: list[Path]
     memory: CrossBatchMemory | None = None  # the cross-batch memory (memory_size > 0)
+    forward: nn.Module | None = None  # the training forward (under DDP in several processes)
     aside: bool = False  # the files this start replaces are set aside until a checkpoint
 
 
@@ -50,9 +53,12 @@ def resolve(config: TrainConfig, kind: Kind) -> TrainConfig:
     unset becomes ``lr`` for a backbone trained from scratch and ``lr / 10`` for one
     that starts from pretrained weights; a data path becomes absolute; ``margin`` and
     ``nonzero_loss_cutoff`` unset become the loss's own (see
-    :mod:`sampling_matters.config.loss`).
+    :mod:`sampling_matters.config.loss`); ``world_size`` unset becomes the number of
+    processes that train (a set one must be that number: a run resumes only in the
+    world it started in).
     """
     values = {**config.flat(), "data": datasets.absolute(config.data.data)}
+    values["world_size"] = _world(config.run.world_size)
     values.update(decided_loss_settings(config.loss))
     if values["augment"] == "auto":
         values["augment"] = kind
@@ -62,11 +68,28 @@ def resolve(config: TrainConfig, kind: Kind) -> TrainConfig:
     return TrainConfig.from_flat(values)
 
 
+def _world(recorded: int | None) -> int:
+    """The processes that train now; a ValueError when the run was made by another number."""
+    world = distributed.world_size()
+    if recorded not in (None, world):
+        raise ValueError(
+            f"the run trains in {recorded} processes (world_size {recorded}) but {world} "
+            f"started: launch it as it began, with sampling-matters train --nproc {recorded} "
+            f"(or torchrun --nproc-per-node {recorded} -m sampling_matters train)"
+        )
+    return world
+
+
+def _rank_seed(seed: int) -> int:
+    """``seed`` for this process: itself on rank 0, another stream on each other rank."""
+    return (seed + 1_000_003 * distributed.rank()) % 2**63
+
+
 def _build(config: TrainConfig, progress: bool) -> _Run:
-    torch.manual_seed(config.run.seed)
-    device = _device(config.run.device)
+    torch.manual_seed(config.run.seed)  # the same initial weights in every process
+    device = parallel.device_for(config.run.device)
     model = build_model_from_config(config).to(device)
-    augmentation = torch.Generator().manual_seed(config.run.seed + 2)
+    augmentation = torch.Generator().manual_seed(_rank_seed(config.run.seed + 2))
     splits = _load_splits(config, model, augmentation, progress)
     if config.data.augment == "auto" and progress:
         kind = splits.train.kind
@@ -81,15 +104,11 @@ def _build(config: TrainConfig, progress: bool) -> _Run:
     test_set: Dataset[Any] = splits.test
     if config.model.cache_features:
         train_set, val_set, test_set = _cache_features(model, splits, config, device)
-    sampler = PKSampler(
-        splits.train.labels,
-        config.data.classes_per_batch,
-        config.data.samples_per_class,
-        seed=config.run.seed,
-    )
-    sampling_generator = torch.Generator().manual_seed(config.run.seed + 1)
+    sampler = _sampler(splits.train.labels, config)
+    sampling_generator = torch.Generator().manual_seed(_rank_seed(config.run.seed + 1))
     n_items = len(splits.train)
     loss = build_loss(config, n_items, splits.train.n_classes, sampling_generator).to(device)
+    loss.across_processes = distributed.world_size() > 1 and config.loss.pool == "global"
     return _Run(
         config,
         Path(config.run.out),
@@ -105,6 +124,22 @@ def _build(config: TrainConfig, progress: bool) -> _Run:
         splits.skipped,
         build_memory(config, device),
     )
+
+
+def _sampler(labels: torch.Tensor, config: TrainConfig) -> PKSampler:
+    """The P×K sampler of the global batch: ``world_size × classes_per_batch`` classes."""
+    world, data = distributed.world_size(), config.data
+    try:
+        return PKSampler(
+            labels, data.classes_per_batch * world, data.samples_per_class, seed=config.run.seed
+        )
+    except ValueError as error:
+        if world == 1:
+            raise
+        raise ValueError(
+            f"{world} processes × classes_per_batch {data.classes_per_batch} make a global "
+            f"batch of {world * data.classes_per_batch} classes: {error}"
+        ) from None
 
 
 def _optimiser(
@@ -130,9 +165,3 @@ def _schedule(
 ) -> torch.optim.lr_scheduler.MultiStepLR:
     milestones = sorted({max(1, int(total_steps * f)) for f in config.optim.lr_decay_at})
     return torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones, gamma=config.optim.lr_decay)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
-from sampling_matters import files
+from sampling_matters import distributed, files
 from sampling_matters.config import TrainConfig, read_yaml
 from sampling_matters.data.cache import write_text_atomic
 from sampling_matters.models import EmbeddingModel, build_model_from_config
 from sampling_matters.runs import discard
+from sampling_matters.training import parallel
 from sampling_matters.training.build import _Run
 from sampling_matters.training.criterion import decided_loss_settings
 
@@ -28,17 +29,19 @@ _BEST_KEYS = ("model", "config")
 def _state(
     run: _Run, optimiser: torch.optim.Optimizer, schedule: Any, progress: dict[str, Any]
 ) -> dict[str, Any]:
+    rng = {
+        "torch": torch.get_rng_state(),
+        "loss": run.sampling.get_state(),
+        "augmentation": run.augmentation.get_state(),
+    }
     return {
         "model": run.model.state_dict(),
         "loss": run.loss.state_dict(),
         "optimiser": optimiser.state_dict(),
         "schedule": schedule.state_dict(),
         "progress": dict(progress),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "loss": run.sampling.get_state(),
-            "augmentation": run.augmentation.get_state(),
-        },
+        "rng": rng,
+        "rng_by_rank": parallel.rng_states(rng),  # every process's (a collective)
         "config": run.config.flat(),
         "memory": None if run.memory is None else run.memory.state_dict(),
     }
@@ -47,8 +50,14 @@ def _state(
 def _save_last(
     run: _Run, optimiser: torch.optim.Optimizer, schedule: Any, state: dict[str, Any]
 ) -> None:
-    """Write ``last.pt``; the first one makes the run: the files it replaced go."""
-    files.save(_state(run, optimiser, schedule, state), run.out / "last.pt")
+    """Write ``last.pt``: every process calls it, rank 0 writes.
+
+    The first one makes the run: the files it replaced go.
+    """
+    checkpoint = _state(run, optimiser, schedule, state)
+    if not parallel.is_main():
+        return
+    files.save(checkpoint, run.out / "last.pt")
     if run.aside:
         discard(run.out)
         run.aside = False
@@ -71,7 +80,7 @@ def _read_last(out: Path, config: TrainConfig) -> dict[str, Any] | None:
     return state
 
 
-_RECORDED_BEFORE = {"nonzero_loss_cutoff": 1.4}
+_RECORDED_BEFORE = {"nonzero_loss_cutoff": 1.4, "world_size": 1}
 """What a run recorded before a setting existed trained with (the key is missing)."""
 
 
@@ -104,9 +113,10 @@ def _restore(
         run.loss.load_state_dict(state["loss"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"]["torch"])
-        run.sampling.set_state(state["rng"]["loss"])
-        run.augmentation.set_state(state["rng"]["augmentation"])
+        rng = state.get("rng_by_rank", [state["rng"]])[distributed.rank()]  # older: one
+        torch.set_rng_state(rng["torch"])
+        run.sampling.set_state(rng["loss"])
+        run.augmentation.set_state(rng["augmentation"])
         if run.memory is not None:
             run.memory.load_state_dict(state["memory"])
         saved = state["progress"]
@@ -151,12 +161,15 @@ def load_run(run: Path) -> tuple[EmbeddingModel, TrainConfig]:
 
 
 def _write_config(config: TrainConfig, out: Path, skipped: list[Path]) -> None:
-    """``config.yaml``: the settings, then the record of left-out image files, if any."""
+    """``config.yaml``: the settings, the global batch's shape, left-out image files."""
     import yaml
 
     values: dict[str, Any] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in config.flat().items()
     }
+    classes = config.data.classes_per_batch * (config.run.world_size or 1)
+    values["global_classes_per_batch"] = classes
+    values["global_batch_size"] = classes * config.data.samples_per_class
     if skipped:
         values["skipped_images"] = len(skipped)
         write_text_atomic(out / "skipped_images.txt", "".join(f"{path}\n" for path in skipped))

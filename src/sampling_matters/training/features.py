@@ -23,6 +23,7 @@ from sampling_matters.data.cache import cache_root
 from sampling_matters.data.datasets import ImageDataset
 from sampling_matters.evaluation import evaluate
 from sampling_matters.models import EmbeddingModel
+from sampling_matters.training import parallel
 from sampling_matters.training.splits import _Splits
 
 _OUTPUTS: dict[str, Callable[[EmbeddingModel, Tensor], Tensor]] = {
@@ -77,8 +78,18 @@ def _evaluate_model(
     device: torch.device,
     with_nmi: bool,
 ) -> dict[str, float | int]:
-    embeddings, labels = _embed_or_head(model, dataset, config, device)
-    return evaluate(embeddings, labels, with_nmi=with_nmi, progress=False)
+    """The metrics of ``model`` on ``dataset``, on every process.
+
+    Every process embeds its share; rank 0 scores the whole.
+    """
+
+    def embed(part: Dataset[Any]) -> tuple[Tensor, Tensor]:
+        return _embed_or_head(model, part, config, device)
+
+    embeddings, labels = parallel.embed_in_shards(dataset, embed, device)
+    return parallel.from_main(
+        lambda: evaluate(embeddings, labels, with_nmi=with_nmi, progress=False)
+    )
 
 
 def _embed_or_head(

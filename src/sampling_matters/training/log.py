@@ -24,10 +24,18 @@ LOG_COLUMNS = (
 
 
 class _Log:
-    """``log.csv``: one row per logging interval, appended and flushed as it goes."""
+    """``log.csv``: one row per logging interval, appended and flushed as it goes.
 
-    def __init__(self, path: Path, resume_at: int | None) -> None:
+    With ``path`` None (a process other than rank 0) nothing is written.
+    """
+
+    def __init__(self, path: Path | None, resume_at: int | None) -> None:
         self.path = path
+        self.rows: list[dict[str, float]] = []
+        self.images = 0
+        self.start = time.perf_counter()
+        if path is None:
+            return
         kept: list[list[str]] = []
         if resume_at is not None and path.exists():  # drop rows of the epoch that was lost
             with path.open(newline="") as handle:  # by column name: an older log lacks some
@@ -35,18 +43,17 @@ class _Log:
             kept = [[row.get(k) or "" for k in LOG_COLUMNS] for row in rows]
         with path.open("w", newline="") as handle:
             csv.writer(handle).writerows([list(LOG_COLUMNS), *kept])
-        self.rows: list[dict[str, float]] = []
-        self.images = 0
-        self.start = time.perf_counter()
 
     def add(self, row: dict[str, float], images: int) -> None:
+        if self.path is None:
+            return
         self.rows.append(row)
         self.images += images
 
     def flush(
         self, step: int, epoch: int, val_recall: float = math.nan, val_map: float = math.nan
     ) -> None:
-        if not self.rows and math.isnan(val_recall):
+        if self.path is None or (not self.rows and math.isnan(val_recall)):
             return
         means = {k: _nanmean([r[k] for r in self.rows]) for k in LOG_COLUMNS[2:-3]}
         speed = self.images / max(time.perf_counter() - self.start, 1e-9)

@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
-from sampling_matters import files
+from sampling_matters import distributed, files
 from sampling_matters.config import TrainConfig, check_memory_warmup
 from sampling_matters.data.cache import write_text_atomic
 from sampling_matters.runs import RunLock, check_start, put_back, remove_orphans, set_aside
+from sampling_matters.training import parallel
 from sampling_matters.training.build import _build, _optimiser, _Run, _schedule
 from sampling_matters.training.checkpoints import (
     _BEST_KEYS,
@@ -76,14 +78,26 @@ def train(
         TrainingInterrupted: Ctrl-C.
     """
     config.check()
+    with parallel.joined(parallel.device_for(config.run.device)):
+        return _train(config, resume, overwrite, progress and parallel.is_main(), loss_factory)
+
+
+def _train(
+    config: TrainConfig,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    loss_factory: Callable[[TrainConfig], nn.Module] | None,
+) -> dict[str, Any]:
+    """:func:`train` in this process (one of several, or the only one)."""
     out = Path(config.run.out)
-    check_start(out, resume=resume, overwrite=overwrite)
+    parallel.from_main(lambda: check_start(out, resume=resume, overwrite=overwrite))
     run = _build(config, progress)
     config = run.config  # automatic settings decided
     last = _read_last(out, config) if resume else None
     if loss_factory is not None:
         run.loss = loss_factory(config).to(run.device)  # type: ignore[assignment]
-        _check_takes_references(run)
+    _check_takes_references(run)
     total = _total_steps(run)
     if config.optim.epochs is not None:  # steps: checked with the settings
         batches = f" ({config.optim.epochs} epochs of {len(run.sampler)} batches)"
@@ -93,24 +107,42 @@ def train(
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": -1.0, "best_step": 0}
     if last is not None:
         state = _restore(last, out / "last.pt", run, optimiser, schedule)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    cached = isinstance(run.train_set, TensorDataset)
+    run.forward = parallel.wrap_model(run.model, cached, run.device)  # after the restore
+    main = parallel.is_main()
+    created = main and not out.exists()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     try:
-        with RunLock(out), _flushed_denormals():
-            remove_orphans(out)
-            with _start(run, resume):
-                if not resume or not (out / "config.yaml").exists():
-                    _write_config(config, out, run.skipped)
-                _loop(run, state, total, optimiser, schedule, resume, progress)
-                return _finish(run, state)
+        with _locked(out, main), _flushed_denormals(), _start(run, resume, main):
+            if main and (not resume or not (out / "config.yaml").exists()):
+                _write_config(config, out, run.skipped)
+            _loop(run, state, total, optimiser, schedule, resume, progress)
+            return _finish(run, state)
     finally:
         if created and not any(out.iterdir()):  # a new folder that a failed start left empty
             out.rmdir()
 
 
+@contextlib.contextmanager
+def _locked(out: Path, main: bool) -> Iterator[None]:
+    """The run's lock, held by rank 0 (the process that writes), its orphans removed."""
+    if not main:
+        yield
+        return
+    with RunLock(out):
+        remove_orphans(out)
+        yield
+
+
 def _check_takes_references(run: _Run) -> None:
-    """Refuse a cross-batch memory with a loss (of ``loss_factory``) that takes no references."""
-    if run.memory is None:
+    """Refuse a loss that takes no references where it needs them.
+
+    A ``loss_factory``'s loss needs them with a cross-batch memory, or with the other
+    processes' rows to sample from.
+    """
+    shared = distributed.world_size() > 1 and run.config.loss.pool == "global"
+    if run.memory is None and not shared:
         return
     try:
         parameters = inspect.signature(run.loss.forward).parameters
@@ -119,8 +151,8 @@ def _check_takes_references(run: _Run) -> None:
     if "references" not in parameters:
         raise ValueError(
             f"the loss {type(run.loss).__name__} takes no references, so it cannot sample "
-            "from a cross-batch memory: set memory_size 0, or give its forward references= "
-            "and reference_labels="
+            "from a cross-batch memory or the other processes' rows: set memory_size 0 "
+            "and pool local, or give its forward references= and reference_labels="
         )
 
 
@@ -132,12 +164,12 @@ def _total_steps(run: _Run) -> int:
 
 
 @contextlib.contextmanager
-def _start(run: _Run, resume: bool) -> Iterator[None]:
-    """A new start sets aside the run files it finds until its first checkpoint.
+def _start(run: _Run, resume: bool, main: bool) -> Iterator[None]:
+    """A new start sets aside the run files it finds until its first checkpoint (rank 0).
 
     If it fails before that, what it wrote goes and the set-aside files come back.
     """
-    if not resume:
+    if not resume and main:
         set_aside(run.out)
         run.aside = True
     try:
@@ -173,12 +205,14 @@ def _loop(
     progress: bool,
 ) -> None:
     """Train from ``state`` to ``total`` steps; Ctrl-C saves ``last.pt`` and stops."""
-    log = _Log(run.out / "log.csv", state["step"] if resume else None)
+    path = run.out / "log.csv" if parallel.is_main() else None
+    log = _Log(path, state["step"] if resume else None)
     bar = _progress_bar(total, state["step"], progress)
     with _StopRequest() as stop:
         while state["step"] < total:
             for batch in _batches(run, state["epoch"], state["batch"]):
-                log.add(_step(run, batch, optimiser), len(batch[1]))
+                images = len(batch[1]) * distributed.world_size()  # the global batch
+                log.add(_step(run, batch, optimiser), images)
                 schedule.step()
                 state["step"] += 1
                 state["batch"] += 1
@@ -187,14 +221,14 @@ def _loop(
                     log.flush(state["step"], state["epoch"])
                 if state["step"] >= total:
                     break
-                if stop.requested:
+                if parallel.any_process(stop.requested):
                     _save_last(run, optimiser, schedule, state)
                     bar.close()
                     raise TrainingInterrupted(run.out, state["step"], total)
             state["epoch"] += 1
             state["batch"] = 0
             _end_epoch(run, log, state, optimiser, schedule)
-            if stop.requested and state["step"] < total:
+            if parallel.any_process(stop.requested) and state["step"] < total:
                 bar.close()
                 raise TrainingInterrupted(run.out, state["step"], total)
     bar.close()
@@ -209,6 +243,7 @@ def _end_epoch(
     pick an earlier epoch: it is rewritten when the validation score is at least the best
     so far, so a tie keeps the later model.
     """
+    parallel.same_buffers(run.model)  # rank 0's BatchNorm statistics everywhere
     scores: dict[str, float] = {}
     if run.val_set is not None:
         found = _evaluate_model(run.model, run.val_set, run.config, run.device, False)
@@ -220,9 +255,11 @@ def _end_epoch(
     if score is None or score >= state["best"]:
         state["best"] = state["best"] if score is None else score
         state["best_step"] = state["step"]
-        best = {"model": run.model.state_dict(), "config": run.config.flat()}
-        files.save(best, run.out / "best.pt")
+        if parallel.is_main():
+            best = {"model": run.model.state_dict(), "config": run.config.flat()}
+            files.save(best, run.out / "best.pt")
     _save_last(run, optimiser, schedule, state)
+    parallel.barrier()  # best.pt and last.pt are written before any process reads them
 
 
 def _finish(run: _Run, state: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +271,8 @@ def _finish(run: _Run, state: dict[str, Any]) -> dict[str, Any]:
     }
     metrics["checkpoint_step"] = state["best_step"]
     metrics["checkpoint"] = _kept(run, state)
-    write_text_atomic(run.out / "metrics.json", json.dumps(metrics, indent=2))
+    if parallel.is_main():
+        write_text_atomic(run.out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -1,4 +1,10 @@
-"""One training step: the epoch's batches, the forward and backward pass, its diagnostics."""
+"""One training step: the epoch's batches, the forward and backward pass, its diagnostics.
+
+In several processes a step's batch is this process's share of the global batch; its
+anchors sample from the rows of the other processes too (``pool: global``), the
+memory receives the global batch, and β's gradients are averaged like the model's
+(:mod:`sampling_matters.training.parallel`).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,17 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from sampling_matters.training import parallel
 from sampling_matters.training.build import _Run
 
 
 def _batches(run: _Run, epoch: int, start: int) -> Iterator[list[Tensor]]:
     """The batches of ``epoch`` from its ``start``-th on (a resume inside an epoch)."""
     run.sampler.set_epoch(epoch)
-    plan = run.sampler.epoch_batches()[start:].tolist()
+    shard = parallel.process_shard(run.sampler.epoch_batches(), run.config.data.samples_per_class)
+    plan = shard[start:].tolist()
     loader = DataLoader(run.train_set, batch_sampler=plan, num_workers=run.config.data.workers)
     rng = torch.get_rng_state()
     batches = iter(loader)  # draws a seed from torch's generator, as at the epoch's start
@@ -25,40 +33,47 @@ def _batches(run: _Run, epoch: int, start: int) -> Iterator[list[Tensor]]:
 
 def _step(run: _Run, batch: list[Tensor], optimiser: torch.optim.Optimizer) -> dict[str, float]:
     inputs, labels, indices = (t.to(run.device) for t in batch)
-    cached = isinstance(run.train_set, TensorDataset)
+    assert run.forward is not None, "the run's forward is set before training"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=run.device.type == "cuda")
     with autocast:
-        embeddings = run.model.embed_frozen(inputs) if cached else run.model(inputs)
+        embeddings = run.forward(inputs)
     _check_finite(embeddings, "the embeddings")
     embeddings = embeddings.float()
-    references = _references(run)  # BEFORE the batch is stored: never the batch with itself
+    local = run.config.loss.pool == "local"
+    everything, all_labels, *others = parallel.global_pool(embeddings, labels, local)
+    references = _references(run, others)  # BEFORE the batch is stored: never with itself
     loss = run.loss(embeddings, labels, indices, **references)
     if run.memory is not None:  # AFTER the loss: the next steps' references
-        run.memory.add(embeddings.detach(), labels)
-    value = float(loss.detach())
+        run.memory.add(everything.detach(), all_labels)
+    value = float(parallel.mean_over_processes(loss.detach()))
     _check_finite(torch.tensor(value), "the loss")
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
+    parallel.average_gradients(run.loss.parameters())
     optimiser.step()
     pool = _pool(embeddings.detach(), references.get("references"))
     return _diagnostics(run, pool, labels, indices, value)
 
 
-def _references(run: _Run) -> dict[str, Tensor | None]:
-    """The loss's keyword arguments for the memory's references (none without a memory).
+def _references(run: _Run, others: list[Tensor | None]) -> dict[str, Tensor | None]:
+    """The loss's keyword arguments for its references.
 
-    Without a memory the loss is called as before, so a ``loss_factory`` loss need not
-    take references; with one it must (``None`` while the memory warms up).
+    The other processes' rows, then the memory's (none in one process without a memory).
+
+    Without references the loss is called as before, so a ``loss_factory`` loss need
+    not take them; with a memory it must (``None`` while the memory warms up).
     """
-    if run.memory is None:
-        return {}
-    references, reference_labels = run.memory.references()
-    return {"references": references, "reference_labels": reference_labels}
+    stored = (None, None) if run.memory is None else run.memory.references()
+    rows = [r for r in (others[0], stored[0]) if r is not None]
+    labels = [r for r in (others[1], stored[1]) if r is not None]
+    if not rows:
+        return {} if run.memory is None else {"references": None, "reference_labels": None}
+    return {"references": torch.cat(rows), "reference_labels": torch.cat(labels)}
 
 
 def _pool(embeddings: Tensor, references: Tensor | None) -> Tensor:
-    """(N + M, D) the rows the triplets index: the batch, then the references."""
-    return embeddings if references is None else torch.cat([embeddings, references])
+    """(N + M, D) the rows the triplets index: the batch, then the references (detached)."""
+    return embeddings if references is None else torch.cat([embeddings, references.detach()])
 
 
 def _check_finite(values: Tensor, what: str) -> None:
