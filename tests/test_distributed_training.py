@@ -234,3 +234,21 @@ def test_beta_and_the_memory_stay_the_same_on_every_process(tiny_settings, tmp_p
         assert ranks[0][key] == ranks[1][key], key
     labels = torch.tensor(ranks[0]["memory"]["labels"])
     assert len(labels) == 24 and len(set(labels[-12:].tolist())) == 4  # the global batch
+
+
+def test_a_world_of_one_joins_no_group(monkeypatch):
+    """torchrun with one process: no process group, the single-process path exactly."""
+    from sampling_matters.training import parallel
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with parallel.joined(torch.device("cpu")):
+        assert not dist.is_initialized()
+        assert parallel.is_main() and parallel.from_main(lambda: 3) == 3
+        plan = torch.arange(12).view(2, 6)
+        assert parallel.process_shard(plan, 3) is plan
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with (
+        pytest.raises(ValueError, match="WORLD_SIZE 'two' is not a number"),
+        parallel.joined(torch.device("cpu")),
+    ):
+        pass
