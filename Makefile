@@ -38,20 +38,26 @@ bench: $(VENV)/.bench
 
 $(VENV)/.demo: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[data,efficientnet]'
+	$(BIN)/pip install --quiet -e '.[data,efficientnet,serve]'
 	touch $@
 
 # The main job: prepare emoji, train (configs/demo.yaml), evaluate on the unseen
-# classes, and draw a contact sheet of queries and their neighbours into runs/demo/
-# (a demo run from before is replaced).
+# classes, draw a contact sheet of queries and their neighbours, and index the unseen
+# classes' images for the search service, all into runs/demo/ (a demo run from before
+# is replaced).
 demo: $(VENV)/.demo
 	$(BIN)/sampling-matters prepare emoji
 	$(BIN)/sampling-matters train --config configs/demo.yaml --overwrite
 	$(BIN)/sampling-matters embed runs/demo --data emoji --split test --out runs/demo/test_embeddings.pt
 	$(BIN)/sampling-matters search runs/demo --gallery runs/demo/test_embeddings.pt \
 		--random-queries 8 -k 8 --sheet runs/demo/contact_sheet.png
+	rm -rf runs/demo/index
+	$(BIN)/sampling-matters index runs/demo --embeddings runs/demo/test_embeddings.pt \
+		--out runs/demo/index --quiet
 	@echo "metrics (unseen classes): runs/demo/metrics.json"
 	@cat runs/demo/metrics.json
+	@echo "next, the search service and its page (http://127.0.0.1:8000/):"
+	@echo "  $(BIN)/sampling-matters serve runs/demo/index"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

