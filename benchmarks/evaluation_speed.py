@@ -464,27 +464,24 @@ def header(info: dict[str, Any], r: dict[str, Result]) -> list[str]:
     ]
 
 
-def notes(r: dict[str, Result]) -> list[str]:
+def notes(r: dict[str, Result], info: dict[str, Any]) -> list[str]:
+    """The notes under the tables: every number in them computed from this run.
+
+    How each call spends its time (our chunks, PML's label counting, the two k-means)
+    is explained, without numbers, in ``docs/evaluation.md``.
+    """
+    classes = len(info["sizes"])
     lines = [
         "## Notes",
         "",
         "- Ratios are slow-downs: the row's median over the floor's, or over its anchor's "
         "(PML kNN for the kNN rows, PML NMI for the NMI rows); lower is better.",
-        "- The floor is one search of all queries at once, its only extra work the index "
-        "build; ours searches in chunks of queries (a (chunk, N) block of at most 256 MB), "
-        "drops each query's own row, recomputes the k distances exactly and sorts by them, "
-        "then reads every metric off the (N, k) label table. PML's `FaissKNN` is one search "
-        "like the floor, plus its label counting and metrics. That counting compares each of "
-        "the 11,316 classes with all 60,502 labels and sums the (11,316, 60,502) table as "
-        "int64: measured on its own, it takes about 11 s and 6.5 GB here, which is where "
-        "PML's time beyond the floor and its peak memory come from; its R-precision and "
-        "MAP@R then loop over the classes in Python.",
-        "- NMI: both run faiss k-means with k = 11,316 on every point (no subsampling), "
-        "then one assignment search. Ours: `faiss.Kmeans(niter=20, seed=0, "
-        "min_points_per_centroid=1)`; PML 2.9: `FaissKMeans(niter=20)` (faiss's default seed "
-        "1234), then scikit-learn's NMI. faiss runs every round (no early stop), each an "
-        "exact search of the N points against the centroids; the two NMI values differ "
-        "because the starting centroids do.",
+        "- What each call does beyond the floor's search, and why PML's kNN row needs more "
+        'time and memory: `docs/evaluation.md`, section "Speed against '
+        'pytorch-metric-learning".',
+        *_counting_note(r, info),
+        f"- NMI: both run faiss k-means with k = {classes:,} (one centroid per class) on every "
+        "point; the two NMI values differ because the starting centroids do.",
         "- The torch backend row is for information (no target): chunked matrix products "
         "and `topk` instead of faiss.",
     ]
@@ -494,13 +491,27 @@ def notes(r: dict[str, Result]) -> list[str]:
     return [*lines, ""]
 
 
+def _counting_note(r: dict[str, Result], info: dict[str, Any]) -> list[str]:
+    """PML's (classes, items) label-count table, sized from this run's data (none without PML)."""
+    if "pml-knn" not in r:
+        return []
+    classes, items = len(info["sizes"]), int(info["sizes"].sum())
+    as_bool, as_int64 = classes * items / 2**20, classes * items * 8 / 2**20
+    return [
+        f"- PML's label counting compares each of the {classes:,} classes with all {items:,} "
+        f"labels: a ({classes:,}, {items:,}) table, {as_bool:.0f} MB as bool and "
+        f"{as_int64:.0f} MB once summed as int64; its row's peak RSS rose by "
+        f"{r['pml-knn'].above:.0f} MB during the call."
+    ]
+
+
 def render(r: dict[str, Result], info: dict[str, Any]) -> str:
     speed, speed_ok = speedtable(r)
     values, values_ok = valuestable(r)
     verdict = "all targets pass" if speed_ok and values_ok else "**some targets fail**"
     parts = [*header(info, r), f"Summary: {verdict}.", "", "## Time and memory", "", *speed, ""]
     parts += ["## Values, ours against PML", "", *values, ""]
-    return "\n".join(parts + notes(r))
+    return "\n".join(parts + notes(r, info))
 
 
 # ---------------------------------------------------------------- the command line

@@ -1,0 +1,159 @@
+"""benchmarks/claims.py: docs/claims.md is a fresh generation; the verdict rule, paired by seed."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from sampling_matters.tables import paired
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import claims
+
+ABOVE = [(0.90, 0.80), (0.91, 0.80), (0.89, 0.81)]  # a ahead by about 10 points each seed
+SCATTERED = [(0.90, 0.80), (0.95, 0.80), (0.85, 0.80)]  # +10 on average, interval holds 0
+HEADER = "loss,sampling,seed,recall@1,map@r,status\n"
+
+
+def write_table(root: Path, key: str, rows: list[str], steps: int = 500) -> None:
+    """An ablation table as the ablation writes it: the csv and the .md stating the budget."""
+    (root / key).mkdir(parents=True)
+    (root / key / "ablation.csv").write_text(HEADER + "".join(f"{row}\n" for row in rows))
+    (root / key / "ablation.md").write_text(f"- budget: **{steps:,} steps** per run\n")
+
+
+def table(key: str) -> claims.Table:
+    return claims.Table(key, "ablation", "kanji", "a test set-up", "a test budget", "make it")
+
+
+def test_the_committed_page_is_a_fresh_generation():
+    assert claims.DOC.read_text() == claims.render(), (
+        "docs/claims.md is stale: run .venv/bin/python benchmarks/claims.py"
+    )
+
+
+def test_a_clear_lead_in_the_claimed_direction_holds():
+    assert claims.verdict(ABOVE, direction=1) == claims.HOLDS
+    assert claims.verdict([(b, a) for a, b in ABOVE], direction=-1) == claims.HOLDS
+
+
+def test_an_interval_holding_zero_is_not_distinguishable():
+    assert claims.verdict(SCATTERED, direction=1) == claims.OPEN
+    assert claims.verdict(SCATTERED, direction=-1) == claims.OPEN
+    assert claims.verdict([(0.5, 0.5), (0.6, 0.6)], direction=1) == claims.OPEN  # no difference
+
+
+def test_a_clear_lead_the_other_way_does_not_hold():
+    assert claims.verdict(ABOVE, direction=-1) == claims.FAILS
+    assert claims.verdict([(b, a) for a, b in ABOVE], direction=1) == claims.FAILS
+
+
+def test_no_pairs_are_pending_and_one_pair_has_no_interval():
+    assert claims.verdict([], direction=1) == claims.PENDING
+    assert claims.verdict([(0.9, 0.8)], direction=1) == claims.ONE_SEED
+    with pytest.raises(ValueError, match="at least 2 paired seeds"):
+        claims.interval([1.0])
+
+
+def test_a_direction_other_than_plus_or_minus_one_is_refused():
+    with pytest.raises(ValueError, match="direction must be"):
+        claims.verdict(ABOVE, direction=0)
+
+
+@pytest.mark.parametrize("pairs", [ABOVE, SCATTERED, [(0.4, 0.45), (0.41, 0.43), (0.5, 0.2)]])
+def test_the_interval_is_the_one_tables_paired_prints(pairs):
+    mean, low, high = claims.interval([100 * (a - b) for a, b in pairs])
+    text = paired(pairs, scale=100)
+    assert text.startswith(f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]")
+    assert ("not distinguishable" in text) == (claims.verdict(pairs, 1) == claims.OPEN)
+
+
+def test_a_claim_on_a_table_not_yet_made_is_pending(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "RESULTS", tmp_path)
+    claim = claims.Claim(1, "a above b", table("not-made"), "margin + uniform", "margin + hard")
+    judged = claims.judge(claim)
+    assert judged.verdict == claims.PENDING and judged.pairs == ()
+    row = claims._comparisons([judged])[-1]
+    assert "`not-made` (pending)" in row and row.endswith("| pending |")
+
+
+def test_a_claim_is_judged_on_the_seeds_both_arms_have(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "RESULTS", tmp_path)
+    write_table(tmp_path, "grid", [
+        "margin,distance-weighted,0,0.90,0.5,ok", "margin,uniform,0,0.80,0.4,ok",
+        "margin,distance-weighted,1,0.91,0.5,ok", "margin,uniform,1,0.80,0.4,ok",
+        "margin,distance-weighted,2,0.89,0.5,ok", "margin,uniform,2,0.81,0.4,ok",
+        "margin,distance-weighted,3,nan,nan,diverged", "margin,uniform,3,0.80,0.4,ok",
+    ])  # fmt: skip
+    claim = claims.Claim(2, "dw above uniform", table("grid"), claims.MDW, "margin + uniform")
+    judged = claims.judge(claim)
+    assert judged.seeds == (0, 1, 2)  # seed 3 diverged: no finite value to pair
+    assert judged.pairs == tuple(ABOVE) and judged.verdict == claims.HOLDS
+    assert claims.steps(table("grid")) == 500
+    row = claims._comparisons([judged])[-1]
+    assert "`grid`, 500 steps" in row and "+10.00, +11.00, +8.00" in row and "| holds |" in row
+
+
+def test_arms_from_two_tables_pair_by_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "RESULTS", tmp_path)
+    write_table(tmp_path, "base", [f"margin,distance-weighted,{s},0.80,0.4,ok" for s in range(3)])
+    write_table(tmp_path, "idea", [f"margin,distance-weighted,{s},0.70,0.3,ok" for s in range(3)])
+    claim = claims.Claim(7, "idea above base", table("idea"), claims.MDW, claims.MDW,
+                         table_b=table("base"))  # fmt: skip
+    assert claims.judge(claim).verdict == claims.FAILS  # 10 points behind in every seed
+
+
+def test_a_missing_arm_or_column_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "RESULTS", tmp_path)
+    write_table(tmp_path, "grid", ["margin,uniform,0,0.80,0.4,ok"])
+    with pytest.raises(ValueError, match="no arm 'triplet \\+ hard'"):
+        claims.values(table("grid"), "triplet + hard")
+    with pytest.raises(ValueError, match="no column 'nmi'"):
+        claims.values(table("grid"), "margin + uniform", "nmi")
+
+
+def test_a_caveat_replaces_the_verdict(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "RESULTS", tmp_path)
+    write_table(tmp_path, "grid", [
+        f"margin,{s},{seed},0.{80 + seed},0.4,ok" for s in ("uniform", "hard") for seed in range(3)
+    ])  # fmt: skip
+    claim = claims.Claim(6, "x", table("grid"), "margin + uniform", "margin + hard",
+                         caveat="cannot act here")  # fmt: skip
+    judged = claims.judge(claim)
+    assert judged.verdict == claims.OPEN  # all differences 0
+    assert claims._comparisons([judged])[-1].endswith("| no test (cannot act here) |")
+
+
+def test_the_emoji_frozen_head_claim_is_not_distinguishable():
+    """The issue's example: per-seed differences 0.00, −0.03, +1.18 do not make "holds"."""
+    claim = next(
+        c
+        for c in claims.CLAIMS
+        if c.table == claims.E_HEAD and c.a == claims.MDW and c.b == "margin + semihard"
+    )
+    judged = claims.judge(claim)
+    assert claims._points([a - b for a, b in judged.pairs]) == "+0.00, -0.03, +1.18"
+    assert judged.verdict == claims.OPEN
+
+
+def test_the_short_kanji_beta_study_gives_per_image_no_verdict():
+    (claim,) = (c for c in claims.CLAIMS if c.table == claims.B_K500 and c.a == "per-image")
+    assert claim.caveat
+    assert "no test" in claims._label(claims.judge(claim))
+
+
+def test_the_emoji_frozen_head_tables_are_marked_below_the_floor():
+    floor = claims.quality_recall("emoji", claims.FEATURES)
+    assert floor == pytest.approx(0.4397)
+    lines = "\n".join(claims._floors())
+    assert "`ablation-emoji`: 17 of 17 arms score below R@1 44.0" in lines
+    assert "**Every arm is below that floor**" in lines
+
+
+def test_check_reports_a_stale_page(tmp_path):
+    page = tmp_path / "claims.md"
+    page.write_text("old\n")
+    assert claims.main(["--check", "--out", str(page)]) == 1
+    assert claims.main(["--out", str(page)]) == 0
+    assert claims.main(["--check", "--out", str(page)]) == 0
+    assert page.read_text() == claims.render()
