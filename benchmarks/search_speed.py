@@ -2,14 +2,21 @@
 
 N unit vectors of dimension D shaped like a trained model's embeddings (clustered): C =
 N / 100 class centres uniform on the sphere, each class 100 points
-``normalize(centre + σ/√D · N(0, I))`` with σ = 1.45 (the construction of
-``evaluation_speed.py``), shuffled; 1,000 held-out queries are drawn the same way
-(a class at random, fresh noise). Each index is built by ``sampling_matters.index.build``
+``normalize(centre + σ/√D · N(0, I))``, shuffled; 1,000 held-out queries are drawn the
+same way (a class at random, fresh noise). σ is 1.45 by default (the construction of
+``evaluation_speed.py``: classes as diffuse as Stanford Online Products' embeddings,
+with no locality left for an approximate index to use), or, with ``--like FILE`` (an
+embedding file of a trained model), the σ that gives the data that model's ratio of
+within- to between-class distances. The committed tables are one of each::
+
+    .venv/bin/python benchmarks/search_speed.py --like runs/demo/test_embeddings.pt
+    .venv/bin/python benchmarks/search_speed.py --out benchmarks/results/search_speed-diffuse.md
+ Each index is built by ``sampling_matters.index.build``
 (the library's own path: normalisation, training on its sample, filling) and searched
 through ``Index.search``:
 
 - ``Flat``: exact search, the reference and the speed floor;
-- ``auto``: what the auto rule picks for N (``IVF4096,Flat`` with ``nprobe=64`` at a
+- ``auto``: what the auto rule picks for N (``IVF4096,Flat`` with ``nprobe=32`` at a
   million vectors);
 - ``HNSW32`` with ``efSearch=64`` (the library's default for HNSW).
 
@@ -20,9 +27,8 @@ the exact search (the share of each query's exact 10 nearest found, averaged). T
 target, checked in the same run: ``auto`` recall@10 ≥ 0.95 at ≥ 10× Flat's queries per
 second, one at a time and batched. The table goes to ``benchmarks/results/search_speed.md``.
 
-Run it::
+A smaller run, to try it::
 
-    .venv/bin/python benchmarks/search_speed.py                 # a million vectors
     .venv/bin/python benchmarks/search_speed.py --n 100000 --out /tmp/search_speed.md
 
 faiss uses ``--threads`` OpenMP threads (default: all it finds, or ``OMP_NUM_THREADS``).
@@ -44,7 +50,7 @@ import numpy.typing as npt
 import torch
 
 from report import RunClock, machine_facts, others_text
-from sampling_matters import index
+from sampling_matters import files, index
 from sampling_matters.index.factory import EXACT_MAX, import_faiss
 from sampling_matters.tables import markdown_table
 
@@ -73,7 +79,7 @@ class Row:
 
 
 def make_data(
-    n: int, dim: int, seed: int
+    n: int, dim: int, seed: int, sigma: float
 ) -> tuple[
     npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]
 ]:
@@ -86,15 +92,17 @@ def make_data(
     x = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 100_000):  # in chunks: one temporary of 100,000 rows at a time
         part = labels[start : start + 100_000]
-        x[start : start + len(part)] = _around(centres[part], rng)
+        x[start : start + len(part)] = _around(centres[part], rng, sigma)
     query_labels = rng.integers(0, n_classes, QUERIES)
-    return x, labels, _around(centres[query_labels], rng), query_labels
+    return x, labels, _around(centres[query_labels], rng, sigma), query_labels
 
 
-def _around(centres: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+def _around(
+    centres: npt.NDArray[np.float32], rng: np.random.Generator, sigma: float
+) -> npt.NDArray[np.float32]:
     """normalize(centre + σ/√D · N(0, I)), one row per centre."""
     dim = centres.shape[1]
-    points = centres + (SIGMA / math.sqrt(dim)) * rng.standard_normal(
+    points = centres + (sigma / math.sqrt(dim)) * rng.standard_normal(
         centres.shape, dtype=np.float32
     )
     return points / np.linalg.norm(points, axis=1, keepdims=True)
@@ -108,6 +116,19 @@ def describe_data(
     seed: int,
 ) -> dict[str, float]:
     """Mean within- and between-class distances (10,000 random pairs each), P@1, top-10 purity."""
+    within, between = pair_distances(x, labels, seed)
+    return {
+        "within": within,
+        "between": between,
+        "p_at_1": float((labels[exact_ids[:, 0]] == query_labels).mean()),
+        "purity": float((labels[exact_ids] == query_labels[:, None]).mean()),
+    }
+
+
+def pair_distances(
+    x: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], seed: int
+) -> tuple[float, float]:
+    """Mean distance of 10,000 random pairs of one class, and of 10,000 of two classes."""
     rng = np.random.default_rng(seed + 1)
     order = np.argsort(labels, kind="stable")  # rows grouped by class
     starts = np.searchsorted(labels[order], np.arange(labels.max() + 1))
@@ -120,12 +141,21 @@ def describe_data(
     i, j = rng.integers(0, len(x), 10_000), rng.integers(0, len(x), 10_000)
     other = labels[i] != labels[j]
     between = np.linalg.norm(x[i[other]] - x[j[other]], axis=1)
-    return {
-        "within": float(same.mean()),
-        "between": float(between.mean()),
-        "p_at_1": float((labels[exact_ids[:, 0]] == query_labels).mean()),
-        "purity": float((labels[exact_ids] == query_labels[:, None]).mean()),
-    }
+    return float(same.mean()), float(between.mean())
+
+
+def sigma_like(path: Path, seed: int) -> tuple[float, dict[str, float]]:
+    """σ whose data has the within / between distance ratio of a trained model's embeddings.
+
+    For x = normalize(c + σ/√D · N(0, I)) with centres uniform on the sphere, two points
+    of a class lie σ·√(2 / (1 + σ²)) apart and two of different classes about √2, so the
+    ratio r of the means gives σ = r / √(1 − r²).
+    """
+    stored = files.load_embeddings(path)
+    x = torch.nn.functional.normalize(stored.embeddings.float(), dim=1).numpy()
+    within, between = pair_distances(x, stored.labels.numpy(), seed)
+    ratio = within / between
+    return ratio / math.sqrt(1 - ratio**2), {"within": within, "between": between, "n": len(x)}
 
 
 # ---------------------------------------------------------------- the measurements
@@ -257,9 +287,9 @@ def report(
         f"- data: {args.n:,} unit vectors, D = {args.dim}, {max(2, args.n // PER_CLASS):,} "
         f"classes of {PER_CLASS} (class centres uniform on the sphere; "
         "x = normalize(centre + σ/√D · N(0, I)), "
-        f"σ = {SIGMA}, seed {args.seed}, shuffled), like a trained model's embeddings of many "
-        f"classes. Measured: mean distance within a class **{data['within']:.3f}**, between "
-        f"classes **{data['between']:.3f}**; of {QUERIES:,} held-out queries drawn the same way, "
+        f"σ = {args.sigma:.3f}, seed {args.seed}, shuffled), {_sigma_reason(args)}. "
+        f"Measured: mean distance within a class **{data['within']:.3f}**, between classes "
+        f"**{data['between']:.3f}**; of {QUERIES:,} held-out queries drawn the same way, "
         f"precision@1 (the exact nearest shares the query's class) **{data['p_at_1']:.3f}**, and "
         f"**{data['purity']:.1%}** of the exact 10 nearest share it.",
         f"- queries per second: one query per call, {args.single:,} calls after 10 warm-up calls; "
@@ -321,6 +351,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="batched calls timed (3)")
     parser.add_argument("--threads", type=int, help="faiss threads (default: faiss's own)")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--like",
+        type=Path,
+        help="an embedding file of a trained model (written by `sampling-matters embed`): "
+        f"σ gives the data its within / between-class distance ratio (default: σ = {SIGMA})",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the markdown table to write")
     args = parser.parse_args(argv)
     if not 1 <= args.batch <= QUERIES:
@@ -330,6 +366,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _sigma_reason(args: argparse.Namespace) -> str:
+    """Why σ has its value, in words, with the numbers it came from."""
+    stats = args.model_stats
+    if stats is None:
+        return (
+            "the construction of `evaluation_speed.py`: classes as diffuse as a model's "
+            "embeddings of Stanford Online Products' test set"
+        )
+    return (
+        f"chosen so that the mean distance within a class over that between classes is "
+        f"{stats['within'] / stats['between']:.3f}, as in the trained model's embeddings of "
+        f"`{args.like}` ({stats['n']:,} vectors: {stats['within']:.3f} within, "
+        f"{stats['between']:.3f} between)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     faiss = import_faiss()
@@ -337,7 +389,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         faiss.omp_set_num_threads(args.threads)
     info: dict[str, object] = dict(machine_facts(faiss.omp_get_max_threads()))
     clock = RunClock()
-    x, labels, queries, query_labels = make_data(args.n, args.dim, args.seed)
+    args.sigma, args.model_stats = SIGMA, None
+    if args.like is not None:
+        args.sigma, args.model_stats = sigma_like(args.like, args.seed)
+    x, labels, queries, query_labels = make_data(args.n, args.dim, args.seed, args.sigma)
     gallery, gallery_labels, query_x = (
         torch.from_numpy(x),
         torch.from_numpy(labels),

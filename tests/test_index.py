@@ -99,7 +99,7 @@ def test_auto_rule_at_its_thresholds():
     for n in (100_001, 250_000, 1_000_000, 4_000_000, 10**8):
         nlist = int(factory.auto_factory(n)[3:].split(",")[0])
         assert 4 * math.sqrt(n) <= nlist < 8 * math.sqrt(n) and nlist & (nlist - 1) == 0
-    assert factory.default_parameters("IVF4096,Flat") == "nprobe=64"
+    assert factory.default_parameters("IVF4096,Flat") == "nprobe=32"
     assert factory.default_parameters("IVF512,Flat") == "nprobe=16"
     assert factory.default_parameters("IVF8,Flat") == "nprobe=8"  # never more than nlist
     assert factory.default_parameters("HNSW32") == "efSearch=64"

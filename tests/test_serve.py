@@ -112,11 +112,13 @@ def test_search_by_id_leaves_the_item_out(served):
     vectors = index.vectors(index.ids)  # (N, D)
     exact = torch.cdist(vectors[item : item + 1], vectors)[0]  # (N,) brute force
     exact[item] = float("inf")
+    # the index's distances are √(2 − 2·inner product) in float32: near 0 they are off by
+    # up to √(float32's eps) ≈ 3e-4 from cdist's (the tiny model puts items that close)
     assert [n["distance"] for n in neighbours] == pytest.approx(
-        exact.sort().values[:6].tolist(), abs=1e-5
+        exact.sort().values[:6].tolist(), abs=5e-4
     )
     for n in neighbours:  # ties may come in any order; each distance is the item's own
-        assert n["distance"] == pytest.approx(float(exact[n["id"]]), abs=1e-5)
+        assert n["distance"] == pytest.approx(float(exact[n["id"]]), abs=5e-4)
     by_upload = upload(client, item_png(index, 7), k=7).json()["neighbours"]
     assert item in [n["id"] for n in by_upload if n["distance"] < 1e-3]  # the item kept
 

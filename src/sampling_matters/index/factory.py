@@ -10,7 +10,7 @@ The ``auto`` rule (:func:`auto_factory`, :func:`default_parameters`):
   every vector per query);
 - above: ``"IVF{nlist},Flat"``, an inverted file of nlist k-means cells, with nlist the
   power of two in [4·√N, 8·√N) (4,096 lists for a million vectors), searched in
-  ``nprobe`` = max(16, nlist / 64) cells (64 for a million: 1/64 of the vectors scanned),
+  ``nprobe`` = max(16, nlist / 128) cells (32 for a million: 1/128 of the vectors scanned),
   so a query costs about √N instead of N distance computations. Its vectors are kept
   whole (no compression): distances are exact, only cells left unprobed can hide a
   neighbour.
@@ -54,7 +54,7 @@ EXACT_MAX = 100_000
 LISTS_PER_ROOT = 4
 """``auto``'s IVF lists: the power of two at or above this times √N."""
 
-PROBE_SHARE = 64
+PROBE_SHARE = 128
 """``nprobe`` = nlist / this (at least :data:`MIN_PROBES`): the share of lists searched."""
 
 MIN_PROBES = 16
@@ -99,7 +99,7 @@ def default_parameters(factory: str) -> str:
 
     Example:
         >>> default_parameters("IVF4096,Flat"), default_parameters("HNSW32")
-        ('nprobe=64', 'efSearch=64')
+        ('nprobe=32', 'efSearch=64')
         >>> default_parameters("Flat")
         ''
     """
