@@ -20,6 +20,7 @@ within a tier::
     .venv/bin/python benchmarks/defaults.py                       # kanji, 2,500 steps, 3 seeds
     .venv/bin/python benchmarks/defaults.py --arms defaults,old-defaults --seeds 1
     .venv/bin/python benchmarks/defaults.py --data folder:/data/glyphs --out /tmp/d.md
+    .venv/bin/python benchmarks/defaults.py --report              # the finished runs' table
 
 Needs the prepared set (``sampling-matters prepare kanji``).
 """
@@ -218,6 +219,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--runs", type=Path, default=Path("runs/defaults"))
     parser.add_argument("--out", type=Path, default=RESULTS / "defaults.md")
     parser.add_argument(
+        "--report", action="store_true", help="write the table of the finished runs; train none"
+    )
+    parser.add_argument(
         "--records",
         default=str(RECORDS / "defaults"),
         help="where finished runs are recorded and restored from ('none': nowhere)",
@@ -240,18 +244,36 @@ def main() -> None:
         for arm in ARMS
         if arm.tier == tier and arm.name in chosen
     ]
-    for seed, arm in order:
+    done = [(seed, arm) for seed, arm in order if finished(args, arm, seed)]
+    for seed, arm in done:  # every finished run is in every table written below
+        results.setdefault(arm.name, {})[seed] = train(args, arm, seed)
+    for seed, arm in [] if args.report else order:
         metrics = train(args, arm, seed)
         results.setdefault(arm.name, {})[seed] = metrics
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(render(results, seeds, args))
-        args.out.with_suffix(".csv").write_text(csv_text(results))
+        write(args, results, seeds)
         print(
             f"{arm.name} seed {seed}: R@1 {metrics['recall@1']:.4f} MAP@R {metrics['map@r']:.4f}",
             file=sys.stderr,
             flush=True,
         )
+    write(args, results, seeds)
     print(f"wrote {args.out}")
+
+
+def finished(args: argparse.Namespace, arm: Arm, seed: int) -> bool:
+    """Whether the run has ended, here or in its record (then it is read back, not trained)."""
+    record = record_dir(args, arm, seed)
+    ends = [run_dir(args.runs, arm, seed), *([record] if record is not None else [])]
+    return any((folder / "metrics.json").exists() for folder in ends)
+
+
+def write(
+    args: argparse.Namespace, results: dict[str, dict[int, dict[str, float]]], seeds: list[int]
+) -> None:
+    """The table and its csv, from the runs finished so far."""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(results, seeds, args))
+    args.out.with_suffix(".csv").write_text(csv_text(results))
 
 
 if __name__ == "__main__":
