@@ -99,11 +99,6 @@ def test_auto_rule_at_its_thresholds():
     for n in (100_001, 250_000, 1_000_000, 4_000_000, 10**8):
         nlist = int(factory.auto_factory(n)[3:].split(",")[0])
         assert 4 * math.sqrt(n) <= nlist < 8 * math.sqrt(n) and nlist & (nlist - 1) == 0
-    assert factory.default_parameters("IVF4096,Flat") == "nprobe=32"
-    assert factory.default_parameters("IVF512,Flat") == "nprobe=16"
-    assert factory.default_parameters("IVF8,Flat") == "nprobe=8"  # never more than nlist
-    assert factory.default_parameters("HNSW32") == "efSearch=64"
-    assert factory.default_parameters("Flat") == ""
     assert factory.train_size(1000, 4096) == 1000
     assert factory.train_size(10**6, 4096) == 64 * 4096
     assert factory.train_size(10**6, None) == factory.TRAIN_MIN
@@ -127,8 +122,12 @@ def test_approximate_indexes_find_most_true_neighbours(choice, clusters, monkeyp
     monkeypatch.setattr(factory, "LISTS_PER_ROOT", 1)
     built = index.build(x, labels, factory=choice)
     if choice == "auto":
-        assert built.meta["factory"] == "IVF256,Flat" and built.meta["parameters"] == "nprobe=16"
-    _, ids = built.search(queries, 10)
+        assert built.meta["factory"] == "IVF256,Flat"
+    if choice == "auto":
+        assert built.meta["calibration"]["reached"]  # on the gallery's vectors, 95% confident
+    else:
+        assert built.meta["parameters"] == "efSearch=64" and built.meta["calibration"] is None
+    _, ids = built.search(queries, 10)  # held-out queries: the recall carries over
     _, exact = brute_force(x, queries, 10)
     assert recall_at(ids, exact) >= 0.95
 
@@ -143,6 +142,68 @@ def test_a_factory_faiss_refuses_is_a_value_error():
         index.build(x, torch.arange(50), factory="IDMap,Flat")
     with pytest.raises(ValueError, match="could not set parameter"):
         index.build(x, torch.arange(50), parameters="nprobe=3")
+
+
+# --- the calibrated knob --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("choice", ["IVF64,Flat", "IVF64_HNSW8,Flat"])
+def test_calibration_keeps_the_fewest_lists_that_reach_the_recall(choice):
+    x, labels = clustered(100, 60, 16, 2.0, seed=7)  # diffuse: few lists miss neighbours
+    built = index.build(x, labels, factory=choice, recall=0.9)
+    measured = built.meta["calibration"]
+    lows = [low for _, low in measured["tried"].values()]
+    assert measured["reached"] and measured["parameters"] == built.meta["parameters"]
+    assert lows[-1] == pytest.approx(measured["low"]) and measured["low"] >= 0.9
+    assert all(low < 0.9 for low in lows[:-1]) and measured["recall"] > measured["low"]
+    assert len(lows) >= 2  # the cheapest setting was not enough: the measurement decided
+    # the recorded recall is what a search at that setting gives, leave-one-out
+    rows = torch.from_numpy(np.sort(np.random.default_rng(0).choice(len(x), 1000, replace=False)))
+    _, ids = built.search(x[rows], 11)
+    _, exact = brute_force(x, x[rows], 11)
+    without = [[i for i in row if i != r][:10] for row, r in zip(ids.tolist(), rows.tolist())]
+    truth = [[i for i in row if i != r][:10] for row, r in zip(exact.tolist(), rows.tolist())]
+    assert recall_at(torch.tensor(without), torch.tensor(truth)) == pytest.approx(
+        measured["recall"], abs=0.01
+    )
+
+
+def test_calibration_reports_a_target_no_setting_reaches():
+    x, labels = clustered(40, 50, 16, 2.0, seed=8)
+    built = index.build(x, labels, factory="IVF16,PQ2", recall=1.0)  # 2-byte codes: lossy
+    measured = built.meta["calibration"]
+    assert not measured["reached"] and measured["recall"] < 1.0
+    assert built.meta["parameters"] == "nprobe=16"  # the most thorough setting is kept
+
+
+def test_given_parameters_and_exact_indexes_are_not_calibrated():
+    x, labels = clustered(20, 30, 8, 1.0, seed=9)
+    built = index.build(x, labels, factory="IVF8,Flat", parameters="nprobe=2")
+    assert built.meta["parameters"] == "nprobe=2" and built.meta["calibration"] is None
+    assert index.build(x, labels).meta["calibration"] is None  # Flat: nothing to choose
+    assert index.build(x, labels, factory="HNSW8").meta["calibration"] is None
+    assert index.build(x[:1], labels[:1], factory="IVF1,Flat").meta["calibration"] is None
+    for bad in (0.0, 1.5, math.nan):
+        with pytest.raises(ValueError, match=r"recall target must be in \(0, 1\]"):
+            index.build(x, labels, factory="IVF8,Flat", recall=bad)
+
+
+def test_a_gallery_without_locality_gets_a_note_that_exact_search_may_do():
+    g = torch.Generator().manual_seed(0)
+    uniform = unit(torch.randn(2000, 16, generator=g))  # no classes: every list is as near
+    spread = index.build(uniform, torch.zeros(2000, dtype=torch.long), factory="IVF16,Flat")
+    assert int(spread.meta["parameters"].split("=")[1]) >= 2  # 8 × nprobe ≥ nlist
+    assert "little locality" in spread.approximate_hint()
+    x, labels = clustered(100, 60, 16, 0.5, seed=7)  # tight classes: one list or two
+    assert index.build(x, labels, factory="IVF64,Flat").approximate_hint() is None
+
+
+def test_leave_one_out_drops_the_query_or_else_the_farthest():
+    from sampling_matters.index.calibrate import _without_self
+
+    ids = np.array([[5, 3, 9], [1, 2, 4], [7, -1, -1]])
+    kept = _without_self(ids, np.array([3, 8, 7]), 2)
+    assert kept.tolist() == [[5, 9], [1, 2], [-1, -1]]
 
 
 def test_search_from_threads_while_adding():
@@ -185,7 +246,8 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(loaded.labels, labels) and torch.equal(loaded.ids, torch.arange(300))
     for key in ("factory", "parameters", "size", "faiss_version", "run", "checkpoint_sha256"):
         assert loaded.meta[key] == built.meta[key]
-    assert loaded.meta["parameters"] == "nprobe=8"
+    assert loaded.meta["parameters"].startswith("nprobe=")
+    assert loaded.meta["calibration"] == built.meta["calibration"]
     queries = unit(torch.randn(7, 16))
     for a, b in zip(built.search(queries, 5), loaded.search(queries, 5)):
         assert torch.equal(a, b)
@@ -391,6 +453,24 @@ def test_cli_index_from_embeddings_then_append_continues_ids(run, built, tmp_pat
     assert main(["index", str(run), "--data", spec, "--out", str(out)]) == 2
     assert "holds an index already" in capsys.readouterr().err
     assert main([*argv, "--factory", "HNSW8"]) == 2
+    assert main([*argv, "--recall", "0.9"]) == 2
+    assert "--recall make a new index" in capsys.readouterr().err
+
+
+def test_cli_prints_the_calibration_and_checks_the_target(run, tmp_path, capsys):
+    gallery_file = tmp_path / "g.pt"
+    assert main(["embed", str(run), "--data", run_data(run), "--out", str(gallery_file)]) == 0
+    capsys.readouterr()
+    argv = ["index", str(run), "--embeddings", str(gallery_file), "--factory", "IVF4,Flat"]
+    assert main([*argv, "--recall", "0.99", "--out", str(tmp_path / "a")]) == 0
+    chosen = index.load(tmp_path / "a").meta["calibration"]
+    said = [line for line in capsys.readouterr().out.splitlines() if "recall@10" in line]
+    assert said[0].startswith(f"{chosen['parameters']}: recall@10 {chosen['recall']:.3f} on 48 ")
+    assert said[0].endswith("(target 0.99)") and len(said) == 1
+    for bad in ("0", "1.5", "x"):
+        with pytest.raises(SystemExit):
+            main([*argv, "--recall", bad, "--out", str(tmp_path / "b")])
+        assert f"must be a number in (0, 1], got '{bad}'" in capsys.readouterr().err
 
 
 def test_embedding_resumes_after_an_interruption(run, tmp_path, monkeypatch):

@@ -18,10 +18,11 @@ the rule.
 faiss is optional: ``pip install 'sampling-matters[index]'``.
 
 The package: :mod:`~sampling_matters.index.factory` (the ``auto`` rule, building a faiss
-index), :mod:`~sampling_matters.index.store` (the folder), :mod:`~sampling_matters.index.core`
-(:class:`Index`, :func:`build`, :func:`load`), :mod:`~sampling_matters.index.query`
-(:class:`QueryEmbedder`) and :mod:`~sampling_matters.index.gallery` (embedding a data
-set in resumable chunks).
+index), :mod:`~sampling_matters.index.calibrate` (an IVF index's ``nprobe``,
+measured on the gallery), :mod:`~sampling_matters.index.store` (the folder),
+:mod:`~sampling_matters.index.core` (:class:`Index`, :func:`build`, :func:`load`),
+:mod:`~sampling_matters.index.query` (:class:`QueryEmbedder`) and
+:mod:`~sampling_matters.index.gallery` (embedding a data set in resumable chunks).
 
 Example:
     >>> import torch
@@ -33,17 +34,18 @@ Example:
     [0, 1]
 """
 
+from sampling_matters.index.calibrate import Calibration
 from sampling_matters.index.core import Index, build, load
-from sampling_matters.index.factory import auto_factory, default_parameters
+from sampling_matters.index.factory import auto_factory
 from sampling_matters.index.query import QueryEmbedder
 from sampling_matters.index.store import is_index_folder
 
 __all__ = [
+    "Calibration",
     "Index",
     "QueryEmbedder",
     "auto_factory",
     "build",
-    "default_parameters",
     "is_index_folder",
     "load",
 ]

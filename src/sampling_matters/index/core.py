@@ -22,14 +22,14 @@ import torch
 from torch import Tensor
 
 from sampling_matters import _checks
-from sampling_matters.index import store
+from sampling_matters.index import calibrate, store
 from sampling_matters.index.factory import (
     EXACT_MAX,
     _faiss_reason,
     auto_factory,
     build_faiss,
-    default_parameters,
     import_faiss,
+    ivf_of,
     set_parameters,
 )
 
@@ -230,12 +230,25 @@ class Index:
             )
 
     def approximate_hint(self) -> str | None:
-        """A note when the index has outgrown its factory (``auto`` would now pick another)."""
+        """A note when the factory does not suit the index: outgrown, or no faster than exact.
+
+        An exact index past :data:`EXACT_MAX` vectors would be faster as ``auto``'s IVF; an
+        IVF index whose calibrated ``nprobe`` scans an eighth of its lists or more gains
+        little over exact search (the gallery has little locality).
+        """
         if self.meta["factory"] == "Flat" and len(self) > EXACT_MAX:
             return (
                 f"the index holds {len(self):,} vectors in exact search ('Flat'); for this "
                 f"size the auto rule picks {auto_factory(len(self))!r}: rebuild it for faster "
                 "searches"
+            )
+        measured = self.meta.get("calibration")
+        ivf = ivf_of(self._snapshot.faiss)
+        if measured and ivf is not None and 8 * ivf.nprobe >= ivf.nlist:
+            return (
+                f"reaching recall {measured['target']} takes {ivf.nprobe} of the {ivf.nlist} "
+                "lists: the gallery has little locality, and exact search (--factory Flat) "
+                "may answer as fast, batched faster"
             )
         return None
 
@@ -289,6 +302,7 @@ def build(
     *,
     factory: str = "auto",
     parameters: str | None = None,
+    recall: float = calibrate.RECALL,
     embedder: QueryEmbedder | None = None,
     sources: Sequence[dict[str, Any]] = (),
     seed: int = 0,
@@ -301,19 +315,21 @@ def build(
         items: N image names (file paths or ``spec#split#index``), or None for ``""``.
         factory: ``"auto"`` (see :mod:`sampling_matters.index.factory`) or a faiss
             factory string such as ``"HNSW32"``.
-        parameters: search-time parameters (``"nprobe=32"``); None for the defaults of
-            :func:`~sampling_matters.index.factory.default_parameters`.
+        parameters: search-time parameters (``"nprobe=32"``); None: an IVF's ``nprobe`` is
+            calibrated on the gallery (:func:`~sampling_matters.index.calibrate.calibrate`),
+            an HNSW's ``efSearch`` is 64.
+        recall: the recall@10 the calibration aims for (with ``parameters`` None).
         embedder: the run's model that made ``embeddings``: its run, checkpoint hash,
             config and image kind are recorded (and its dimension checked); None records none.
         sources: what the vectors came from, recorded in ``meta["sources"]``.
-        seed: seeds the training sample of a trained index.
+        seed: seeds the training sample of a trained index and the calibration's queries.
 
     Returns:
-        The index.
+        The index; ``meta["calibration"]`` says what was measured (None: not calibrated).
 
     Raises:
-        ValueError: bad shapes or types, a dimension unlike the embedder's, or a factory
-            or parameters faiss refuses.
+        ValueError: bad shapes or types, a dimension unlike the embedder's, a factory
+            or parameters faiss refuses, or a recall outside (0, 1].
     """
     vectors = _unit_rows(embeddings, None, "embeddings")
     labels, names = _check_labels_items(labels, items, len(vectors))
@@ -321,14 +337,19 @@ def build(
         raise ValueError("embeddings is empty: an index needs at least one vector")
     dim = vectors.shape[1]
     chosen = auto_factory(len(vectors)) if factory == "auto" else factory
-    parameters = default_parameters(chosen) if parameters is None else parameters
     if embedder is not None and embedder.dim != dim:
         raise ValueError(
             f"the embeddings have dimension {dim} but the run {embedder.run} embeds in "
             f"{embedder.dim}: were they made by another run?"
         )
-    index = build_faiss(vectors, chosen, parameters, seed=seed)
+    index = build_faiss(vectors, chosen, parameters or "", seed=seed)
+    measured = None
+    if parameters is None:
+        measured = calibrate.calibrate(index, vectors, target=recall, seed=seed)
+        parameters = calibrate.fixed(index) if measured is None else measured.parameters
+        set_parameters(index, parameters)
     meta = _meta(dim, len(vectors), chosen, parameters, embedder, list(sources))
+    meta["calibration"] = None if measured is None else measured.as_dict()
     ids = np.arange(len(vectors), dtype=np.int64)
     return Index(store.Parts(index, ids, labels.numpy(), names, meta, False))
 

@@ -4,23 +4,24 @@ Every index ranks by the inner product of unit vectors (``METRIC_INNER_PRODUCT``
 orders neighbours exactly as the Euclidean distance between them does:
 ‖a − b‖ = √(2 − 2·a·b) for unit a and b.
 
-The ``auto`` rule (:func:`auto_factory`, :func:`default_parameters`):
+The ``auto`` rule (:func:`auto_factory`):
 
 - up to :data:`EXACT_MAX` (100,000) vectors: ``"Flat"``, exact search (one pass over
   every vector per query);
 - above: ``"IVF{nlist},Flat"``, an inverted file of nlist k-means cells, with nlist the
-  power of two in [4·√N, 8·√N) (4,096 lists for a million vectors), searched in
-  ``nprobe`` = max(16, nlist / 128) cells (32 for a million: 1/128 of the vectors scanned),
-  so a query costs about √N instead of N distance computations. Its vectors are kept
-  whole (no compression): distances are exact, only cells left unprobed can hide a
-  neighbour.
+  power of two in [4·√N, 8·√N) (4,096 lists for a million vectors). A query scans the
+  ``nprobe`` cells nearest to it, so it costs about nlist + N·nprobe/nlist instead of N
+  distance computations; ``nprobe`` is measured on the gallery
+  (:mod:`~sampling_matters.index.calibrate`: the fewest cells that find 95% of the true
+  10 nearest). Its vectors are kept whole (no compression): distances are exact, only
+  cells left unprobed can hide a neighbour.
 
 A trained index (IVF, PQ, ...) is trained on a seeded random sample of
 :func:`train_size` vectors: all of them up to 65,536, else max(65,536, 64·nlist) (64
 vectors per list; faiss asks for at least 39). Any faiss factory string is accepted in
 place of ``auto`` (``"HNSW32"``, ``"IVF1024,SQ8"``, ...), with search-time parameters in
 faiss's ``ParameterSpace`` form (``"nprobe=32"``, ``"efSearch=128"``); an IVF or HNSW
-index given none gets the defaults above (``efSearch=64`` for HNSW).
+index given none gets a calibrated ``nprobe`` or ``efSearch=64``.
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ from sampling_matters._optional import require
 
 __all__ = [
     "EXACT_MAX",
-    "HNSW_EF_SEARCH",
     "TRAIN_MIN",
     "TRAIN_PER_LIST",
     "auto_factory",
     "build_faiss",
-    "default_parameters",
     "import_faiss",
+    "ivf_of",
+    "set_parameters",
     "train_size",
 ]
 
@@ -54,22 +55,11 @@ EXACT_MAX = 100_000
 LISTS_PER_ROOT = 4
 """``auto``'s IVF lists: the power of two at or above this times √N."""
 
-PROBE_SHARE = 128
-"""``nprobe`` = nlist / this (at least :data:`MIN_PROBES`): the share of lists searched."""
-
-MIN_PROBES = 16
-"""The fewest IVF lists a query searches by default."""
-
-HNSW_EF_SEARCH = 64
-"""The default ``efSearch`` of an HNSW index (faiss's own is 16)."""
-
 TRAIN_MIN = 65_536
 """A trained index is trained on all vectors up to this many, else on a sample."""
 
 TRAIN_PER_LIST = 64
 """Training vectors per IVF list (faiss warns below 39)."""
-
-_IVF = re.compile(r"IVF(\d+)")
 
 
 def import_faiss() -> ModuleType:
@@ -94,24 +84,6 @@ def auto_factory(n: int) -> str:
     return f"IVF{2 ** math.ceil(math.log2(LISTS_PER_ROOT * math.sqrt(n)))},Flat"
 
 
-def default_parameters(factory: str) -> str:
-    """Search-time parameters for an index built from ``factory`` (``""``: none needed).
-
-    Example:
-        >>> default_parameters("IVF4096,Flat"), default_parameters("HNSW32")
-        ('nprobe=32', 'efSearch=64')
-        >>> default_parameters("Flat")
-        ''
-    """
-    found = _IVF.search(factory)
-    if found:
-        nlist = int(found.group(1))
-        return f"nprobe={min(nlist, max(MIN_PROBES, nlist // PROBE_SHARE))}"
-    if "HNSW" in factory:
-        return f"efSearch={HNSW_EF_SEARCH}"
-    return ""
-
-
 def train_size(n: int, nlist: int | None) -> int:
     """How many of ``n`` vectors train an index of ``nlist`` IVF lists (None: not an IVF).
 
@@ -127,10 +99,13 @@ def build_faiss(
 ) -> Any:
     """A faiss index of ``vectors``: made by ``factory``, trained if it must be, filled.
 
+    Its search-time parameters are faiss's defaults unless ``parameters`` sets them
+    (:func:`~sampling_matters.index.calibrate.calibrate` measures an IVF's ``nprobe``).
+
     Args:
         vectors: (N, D) float32 unit rows, C-contiguous; they get ids 0 … N−1 in order.
         factory: a faiss factory string (``"Flat"``, ``"IVF4096,Flat"``, ``"HNSW32"``).
-        parameters: search-time parameters (``"nprobe=64"``), ``""`` for none.
+        parameters: search-time parameters (``"nprobe=64"``), ``""`` for none set here.
         seed: seeds the choice of the training sample.
 
     Returns:
@@ -146,7 +121,7 @@ def build_faiss(
     if not index.is_trained:
         sample = _training_sample(faiss, index, vectors, seed)
         _call(f"train the factory {factory!r} on {len(sample)} vectors", index.train, sample)
-    ivf = _ivf(faiss, index)
+    ivf = ivf_of(index)
     if ivf is not None:
         ivf.make_direct_map()  # an id → its list entry, so vectors can be given back by id
     _call(f"add vectors to the factory {factory!r}", index.add, vectors)
@@ -189,7 +164,7 @@ def _make(faiss: ModuleType, dim: int, factory: str) -> Any:
 def _training_sample(
     faiss: ModuleType, index: Any, vectors: npt.NDArray[np.float32], seed: int
 ) -> npt.NDArray[np.float32]:
-    ivf = _ivf(faiss, index)
+    ivf = ivf_of(index)
     size = train_size(len(vectors), None if ivf is None else int(ivf.nlist))
     if size == len(vectors):
         return vectors
@@ -197,8 +172,9 @@ def _training_sample(
     return np.ascontiguousarray(vectors[rows])
 
 
-def _ivf(faiss: ModuleType, index: Any) -> Any:
+def ivf_of(index: Any) -> Any:
     """The IVF index inside ``index`` (``IVF…`` factories), or None."""
+    faiss = import_faiss()
     try:
         return faiss.extract_index_ivf(index)
     except (RuntimeError, AttributeError):

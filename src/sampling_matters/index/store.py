@@ -13,7 +13,9 @@ and ``parameters`` (how faiss built and searches it), ``metric``, ``faiss_versio
 the faiss that wrote it), ``run`` (the run folder whose model embedded the vectors, or
 null), ``checkpoint_sha256`` (sha256 of that run's ``best.pt``, or null), ``config``
 (that run's settings, or null), ``kind`` (how the run decodes images: ``photo`` or
-``glyph``, or null) and ``sources`` (what was added, in order).
+``glyph``, or null) and ``sources`` (what was added, in order); ``calibration``, where
+present, is what the build measured to choose ``parameters``
+(:class:`~sampling_matters.index.calibrate.Calibration`, or null when nothing was).
 
 A folder is written whole into a hidden temporary folder beside it, then renamed into
 place (:func:`write_folder`), so a reader never sees a part-written index and a failure
