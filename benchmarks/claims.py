@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import mdtables
 from sampling_matters.tables import markdown_table, mean_std, paired
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -167,17 +168,7 @@ def steps(table: Table) -> int:
 
 def quality_runs() -> list[dict[str, str]]:
     """The per-seed rows ("Every run") of ``results/quality.md``, by column name."""
-    header: list[str] = []
-    rows = []
-    for line in (RESULTS / "quality.md").read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("| set |") and "seed" in cells:
-            header = cells
-        elif header and line.startswith("| ") and len(cells) == len(header):
-            rows.append(dict(zip(header, cells, strict=True)))
-        elif not line.startswith("|"):
-            header = []
-    return rows
+    return mdtables.section(RESULTS / "quality.md", "Every run").rows
 
 
 def quality_recall(data: str, row: str) -> float:
