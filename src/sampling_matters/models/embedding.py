@@ -40,9 +40,9 @@ class EmbeddingModel(nn.Module):
             learn). Fine-tuning a pretrained backbone on P×K batches of few classes
             needs it: batch statistics of such batches are poor estimates.
         channels_last: run the backbone in the channels-last memory format (its weights
-            are converted here, its inputs in :meth:`features`): 1.2–2× faster for
-            convolutional backbones on a CPU. Leave False for a backbone that reshapes
-            feature maps with ``view``.
+            are converted here, its inputs in :meth:`features`): faster for
+            convolutional backbones on a CPU (``benchmarks/results/model_speed.md``).
+            Leave False for a backbone that reshapes feature maps with ``view``.
 
     Attributes:
         backbone: the backbone module.
