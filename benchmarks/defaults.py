@@ -38,11 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from finished import RECORDS, read_metrics, train_once
 from sampling_matters.cli import main as cli
-from sampling_matters.config import TrainConfig
+from sampling_matters.config import TrainConfig, read_yaml
 from sampling_matters.tables import markdown_table, mean_std, paired
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -130,8 +128,7 @@ def train(args: argparse.Namespace, arm: Arm, seed: int) -> dict[str, float]:
 
 def settings_of(out: Path) -> dict[str, object]:
     """The run's settings as the config reads them (a setting newer than the run: default)."""
-    recorded = yaml.safe_load((out / "config.yaml").read_text())
-    return TrainConfig.from_flat(recorded).flat()
+    return TrainConfig.from_flat(read_yaml(out / "config.yaml")).flat()
 
 
 def changed(runs: Path, arm: Arm, seeds: list[int]) -> str:
