@@ -34,6 +34,7 @@ Torch uses ``--threads`` threads, else all it has (``OMP_NUM_THREADS`` when set)
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import statistics
@@ -129,7 +130,8 @@ def contiguous_twin(model: EmbeddingModel) -> EmbeddingModel:
     Returns:
         The twin, in ``model``'s training mode.
     """
-    backbone = model.backbone.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    backbone = copy.deepcopy(model.backbone).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    # a copy: ``model`` keeps its channels-last weights, to be timed beside the twin
     twin = EmbeddingModel(
         backbone,
         model.feature_dim,
@@ -177,24 +179,47 @@ def pass_call(model: EmbeddingModel, images: torch.Tensor, pass_name: str) -> Ca
 
 def time_calls(call: Callable[[], None], warmup: int, min_calls: int, min_seconds: float) -> Timing:
     """The median seconds of ``call``: ``warmup`` calls, then until both minimums are reached."""
-    for _ in range(warmup):
-        call()
-    times: list[float] = []
+    return time_pair(call, None, warmup, min_calls, min_seconds)[0]
+
+
+def time_pair(
+    first: Callable[[], None],
+    second: Callable[[], None] | None,
+    warmup: int,
+    min_calls: int,
+    min_seconds: float,
+) -> list[Timing]:
+    """The median seconds of each call, called in turn (first, second, first, …).
+
+    Alternating puts both under the same conditions on a shared machine, whose speed
+    drifts: a slow spell slows both, not one. ``warmup`` calls of each first; then rounds
+    until each has had ``min_calls`` calls and ``min_seconds`` have passed.
+    """
+    calls = [first] if second is None else [first, second]
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    times: list[list[float]] = [[] for _ in calls]
     start = time.perf_counter()
-    while len(times) < min_calls or time.perf_counter() - start < min_seconds:
-        before = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - before)
-    return Timing(statistics.median(times), len(times))
+    while len(times[0]) < min_calls or time.perf_counter() - start < min_seconds:
+        for call, taken in zip(calls, times, strict=True):
+            before = time.perf_counter()
+            call()
+            taken.append(time.perf_counter() - before)
+    return [Timing(statistics.median(taken), len(taken)) for taken in times]
 
 
 def measure(case: Case, args: argparse.Namespace) -> dict[str, Any]:
-    """Time ``case`` with channels-last on, then off; its JSON row."""
+    """Time ``case`` with channels-last on and off, in turn; its JSON row."""
     model = build(case, args.pretrained)
     images = images_for(model, BATCH, SEED)
-    budget = (args.warmup, args.min_calls, args.min_seconds)
-    last = time_calls(pass_call(model, images, case.pass_name), *budget)
-    plain = time_calls(pass_call(contiguous_twin(model), images, case.pass_name), *budget)
+    last, plain = time_pair(
+        pass_call(model, images, case.pass_name),
+        pass_call(contiguous_twin(model), images, case.pass_name),
+        args.warmup,
+        args.min_calls,
+        args.min_seconds,
+    )
     on, off = BATCH / last.seconds, BATCH / plain.seconds
     row = {
         "model": case.model,
@@ -256,7 +281,8 @@ def report(data: dict[str, Any]) -> str:
         "`build_model`, batches of "
         f"{data['batch']} float32 images on the CPU, in one process: channels-last on (as "
         "`build_model` builds it) and off (the same network rewrapped with "
-        "`EmbeddingModel(..., channels_last=False)`), one after the other.",
+        "`EmbeddingModel(..., channels_last=False)`), called in turn, one call of each per "
+        "round, so that a slow spell of the shared machine slows both alike.",
         "",
         *fact_lines(info, f"torch {data['torch']}"),
         f"- weights: {weights_text(data['pretrained'])}; embedding dimension {EMBEDDING_DIM}",
