@@ -66,7 +66,8 @@ def demo_time_lines() -> list[str]:
     timed = json.loads(path.read_text(encoding="utf-8"))
     return [
         f"`make demo` from a fresh clone (commit {timed['commit']}) took "
-        f"{timed['total_s'] / 60:.1f} min on {timed['cpu']}: {timed['setup_s'] / 60:.1f} min "
+        f"{timed['total_s'] / 60:.1f} min on {timed['cpus']} cores of {timed['cpu']}: "
+        f"{timed['setup_s'] / 60:.1f} min "
         f"to set up `.venv`, {timed['demo_s'] / 60:.1f} min for the job itself "
         f"([demo_time.md](benchmarks/results/demo_time.md), which says what was cached)."
     ]

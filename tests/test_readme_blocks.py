@@ -50,7 +50,10 @@ def test_the_demo_time_sentence_reads_its_measurement(tmp_path, monkeypatch):
     monkeypatch.setattr(readme, "RESULTS", tmp_path)
     assert "not measured yet" in readme.demo_time_lines()[0]
     (tmp_path / "demo_time.json").write_text(
-        '{"commit": "abc1234", "total_s": 600, "setup_s": 150, "demo_s": 450, "cpu": "a CPU"}'
+        '{"commit": "abc1234", "total_s": 600, "setup_s": 150, "demo_s": 450, "cpu": "a CPU",'
+        ' "cpus": 2}'
     )
     said = readme.demo_time_lines()[0]
-    assert "(commit abc1234) took 10.0 min on a CPU: 2.5 min" in said and "7.5 min" in said
+    assert (
+        "(commit abc1234) took 10.0 min on 2 cores of a CPU: 2.5 min" in said and "7.5 min" in said
+    )
