@@ -198,6 +198,16 @@ def test_a_gallery_without_locality_gets_a_note_that_exact_search_may_do():
     assert index.build(x, labels, factory="IVF64,Flat").approximate_hint() is None
 
 
+def test_an_index_appended_past_twice_its_calibrated_size_suggests_measuring_again():
+    x, labels = clustered(100, 60, 16, 0.5, seed=7)
+    built = index.build(x[:3000], labels[:3000], factory="IVF64,Flat")
+    assert built.meta["calibration"]["size"] == 3000 and built.approximate_hint() is None
+    built.add(x[3000:5999], labels[3000:5999])
+    assert built.approximate_hint() is None  # 5,999 < 2 × 3,000
+    built.add(x[5999:], labels[5999:])
+    assert "measured on 3,000 vectors and the index now holds 6,000" in built.approximate_hint()
+
+
 def test_leave_one_out_drops_the_query_or_else_the_farthest():
     from sampling_matters.index.calibrate import _without_self
 

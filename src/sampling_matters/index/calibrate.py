@@ -67,6 +67,7 @@ class Calibration:
         reached: whether ``low`` ≥ ``target`` (else the most thorough value was kept).
         queries: gallery vectors searched.
         k: neighbours per query.
+        size: the vectors the index held when it was measured.
         tried: each value tried, ascending, with its recall and lower bound:
             ``{"nprobe=1": [0.71, 0.70], …}``.
     """
@@ -78,6 +79,7 @@ class Calibration:
     reached: bool
     queries: int
     k: int
+    size: int
     tried: dict[str, list[float]]
 
     def as_dict(self) -> dict[str, Any]:
@@ -144,7 +146,9 @@ def calibrate(
         tried[parameters] = [round(mean, 6), round(low, 6)]
         if low >= target:
             break
-    return Calibration(parameters, mean, low, target, low >= target, len(rows), k, tried)
+    return Calibration(
+        parameters, mean, low, target, low >= target, len(rows), k, len(vectors), tried
+    )
 
 
 def _powers_of_two(high: int) -> list[int]:

@@ -234,7 +234,8 @@ class Index:
 
         An exact index past :data:`EXACT_MAX` vectors would be faster as ``auto``'s IVF; an
         IVF index whose calibrated ``nprobe`` scans an eighth of its lists or more gains
-        little over exact search (the gallery has little locality).
+        little over exact search (the gallery has little locality); one appended to twice
+        the size it was calibrated at may have lost recall.
         """
         if self.meta["factory"] == "Flat" and len(self) > EXACT_MAX:
             return (
@@ -249,6 +250,11 @@ class Index:
                 f"reaching recall {measured['target']} takes {ivf.nprobe} of the {ivf.nlist} "
                 "lists: the gallery has little locality, and exact search (--factory Flat) "
                 "may answer as fast, batched faster"
+            )
+        if measured and len(self) >= 2 * measured.get("size", len(self)):
+            return (
+                f"{measured['parameters']} was measured on {measured['size']:,} vectors and the "
+                f"index now holds {len(self):,}: rebuild it to measure the recall again"
             )
         return None
 
