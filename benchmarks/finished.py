@@ -21,9 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from sampling_matters.config import NEUTRAL_KEYS, RECORD_KEYS, TrainConfig
+from sampling_matters.config import NEUTRAL_KEYS, RECORD_KEYS, TrainConfig, read_yaml
 
 WALL = "wall_s.txt"
 """In a run's folder: the seconds its training took, summed over sessions."""
@@ -84,7 +82,7 @@ def check_settings(config: TrainConfig, out: Path) -> None:
     Settings ``config`` leaves to be decided at training (``auto``, unset) are not
     compared, nor the neutral ones, nor ``data`` (recorded as an absolute path).
     """
-    recorded = TrainConfig.from_flat(yaml.safe_load((out / "config.yaml").read_text())).flat()
+    recorded = TrainConfig.from_flat(read_yaml(out / "config.yaml")).flat()
     skip = {*NEUTRAL_KEYS, *RECORD_KEYS, "data"}
     differ = [
         k

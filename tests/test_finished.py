@@ -60,3 +60,17 @@ def test_an_unfinished_run_is_not_recorded_and_a_started_one_is_not_replaced(tmp
     finished.train_once(other, fake_training(other, calls), record)  # records the finished one
     finished.train_once(out, fake_training(out, calls), record)  # the cut run resumes
     assert calls == [False, False, True]
+
+
+def test_a_run_config_with_its_record_keys_is_compared_on_its_settings(tmp_path):
+    from sampling_matters.config import TrainConfig
+
+    config = TrainConfig.from_flat({"data": "kanji", "seed": 3, "steps": 10})
+    written = {**config.flat(), "global_classes_per_batch": 16, "global_batch_size": 80}
+    (tmp_path / "config.yaml").write_text(
+        "".join(f"{k}: {json.dumps(v)}\n" for k, v in written.items())
+    )
+    finished.check_settings(config, tmp_path)  # the record keys are no settings
+    with pytest.raises(SystemExit, match=r"other settings \(seed\)"):
+        other = TrainConfig.from_flat({"data": "kanji", "seed": 4, "steps": 10})
+        finished.check_settings(other, tmp_path)
