@@ -50,7 +50,8 @@ def add_index(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--parameters",
-        help="faiss search parameters, e.g. nprobe=32 or efSearch=128 (default: calibrated)",
+        help="faiss search parameters, e.g. nprobe=32 or efSearch=128 (default: an IVF's "
+        "nprobe measured on the gallery, see --recall; HNSW: efSearch=64)",
     )
     parser.add_argument(
         "--recall",
