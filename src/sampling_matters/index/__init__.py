@@ -34,11 +34,15 @@ Example:
     [0, 1]
 """
 
+from typing import TYPE_CHECKING, Any
+
 from sampling_matters.index.calibrate import Calibration
 from sampling_matters.index.core import Index, build, load
 from sampling_matters.index.factory import auto_factory
-from sampling_matters.index.query import QueryEmbedder
 from sampling_matters.index.store import is_index_folder
+
+if TYPE_CHECKING:
+    from sampling_matters.index.query import QueryEmbedder
 
 __all__ = [
     "Calibration",
@@ -49,3 +53,12 @@ __all__ = [
     "is_index_folder",
     "load",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``QueryEmbedder`` on first use: it needs Pillow, which building from vectors does not."""
+    if name == "QueryEmbedder":
+        from sampling_matters.index.query import QueryEmbedder
+
+        return QueryEmbedder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
