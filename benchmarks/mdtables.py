@@ -2,7 +2,8 @@ r"""Read back the markdown tables the benchmarks write, by section and column na
 
 The reports under ``benchmarks/results/`` are markdown; the pages that quote them
 (``docs/claims.md``, README's result blocks) read their cells here instead of copying
-numbers by hand. A table belongs to the nearest ``#`` heading above it.
+numbers by hand, and :func:`replace_block` rewrites a generated block of such a page. A
+table belongs to the nearest ``#`` heading above it.
 
 Example:
     >>> text = "## Speed\n\n| n | ms |\n|---|---|\n| 80 | 0.5 |\n| 1,024 | 4.7 |\n"
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MdTable", "parse", "read", "row", "section"]
+__all__ = ["MdTable", "parse", "read", "replace_block", "row", "section"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,16 @@ def row(table: MdTable, wanted: Mapping[str, str]) -> dict[str, str]:
         if all(found.get(column) == text for column, text in wanted.items()):
             return found
     raise ValueError(f"the table under {table.heading!r} has no row with {wanted}")
+
+
+def replace_block(text: str, start: str, end: str, lines: list[str]) -> str:
+    """``text`` with what lies between the marker lines ``start`` and ``end`` replaced by ``lines``.
+
+    Raises:
+        ValueError: ``text`` does not hold ``start`` once, followed later by ``end``.
+    """
+    at = text.find(start)
+    if at < 0 or text.count(start) != 1 or text.find(end, at) < 0:
+        raise ValueError(f"expected one {start} … {end} block")
+    stop = text.find(end, at) + len(end)
+    return text[:at] + "\n".join([start, *lines, end]) + text[stop:]

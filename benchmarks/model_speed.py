@@ -47,6 +47,7 @@ from typing import Any
 
 import torch
 
+from mdtables import replace_block
 from report import RunClock, fact_lines, machine_facts, others_text
 from sampling_matters.models import EmbeddingModel, build_model
 from sampling_matters.tables import markdown_table
@@ -331,11 +332,7 @@ def rewrite_doc(text: str, data: dict[str, Any] | None) -> str:
     Raises:
         ValueError: the text does not hold exactly one pair of markers, in order.
     """
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise ValueError(f"expected one {START} … {END} block in the doc")
-    before, rest = text.split(START)
-    _, after = rest.split(END)
-    return before + "\n".join([START, *doc_block(data), END]) + after
+    return replace_block(text, START, END, doc_block(data))
 
 
 def check_docs(json_path: Path) -> int:
