@@ -48,8 +48,7 @@ def _worker(r: int, world: int, store: str, out: str, check: str) -> None:
     except Exception as error:  # reported to the test, not lost in a child process
         result = {"error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()}
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        distributed.leave()  # DDP's cycles freed first: no SIGABRT at exit
         Path(out, f"rank{r}.json").write_text(json.dumps(result))
 
 
@@ -263,6 +262,26 @@ def test_one_process_is_the_identity():
     assert everything is x and all_labels is labels and offset == 0
     assert distributed.others(x, labels, 0, len(x)) == (None, None)
     assert distributed.world_size() == 1 and distributed.rank() == 0
+
+
+def test_leaving_frees_what_still_holds_the_group_first(tmp_path):
+    """A DDP model left in a reference cycle is freed when the group is left, not at the
+    interpreter's exit (where gloo's threads would abort the process)."""
+    import weakref
+
+    distributed.leave()  # no group: nothing to do
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        model = DistributedDataParallel(torch.nn.Linear(3, 2))
+        model.itself = [model]  # a cycle: only the collector frees it
+        alive = weakref.ref(model)
+        del model
+        assert alive() is not None
+    finally:
+        distributed.leave()
+    assert alive() is None and not distributed.is_distributed()
 
 
 def test_shards_are_whole_classes_none_on_two_ranks():

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import torch
@@ -34,6 +35,7 @@ __all__ = [
     "backend_for",
     "gather",
     "is_distributed",
+    "leave",
     "others",
     "rank",
     "shard_batches",
@@ -55,6 +57,21 @@ def world_size() -> int:
 def rank() -> int:
     """This process's rank (0 without a process group)."""
     return dist.get_rank() if is_distributed() else 0
+
+
+def leave() -> None:
+    """Leave the process group, if one is initialised, freeing first what still holds it.
+
+    A DDP model lives in reference cycles, so it outlives its last use and keeps gloo's
+    process group alive past ``destroy_process_group``; freed later, at interpreter
+    exit, the group's threads abort the process (SIGABRT) after a run that succeeded.
+    Collecting the cycles first frees the group here, while Python still runs.
+    """
+    if not is_distributed():
+        return
+    gc.collect()
+    dist.destroy_process_group()
+    gc.collect()
 
 
 def backend_for(device: torch.device) -> str:

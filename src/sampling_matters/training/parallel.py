@@ -98,7 +98,7 @@ def joined(device: torch.device) -> Iterator[None]:
     try:
         yield
     finally:
-        dist.destroy_process_group()
+        distributed.leave()
 
 
 def is_main() -> bool:
