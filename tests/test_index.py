@@ -16,7 +16,7 @@ from PIL import Image
 from sampling_matters import index
 from sampling_matters._optional import MissingExtraError
 from sampling_matters.cli import main
-from sampling_matters.index import factory, gallery, store
+from sampling_matters.index import calibrate, factory, gallery, store
 
 pytest.importorskip("faiss")
 
@@ -174,6 +174,21 @@ def test_calibration_reports_a_target_no_setting_reaches():
     measured = built.meta["calibration"]
     assert not measured["reached"] and measured["recall"] < 1.0
     assert built.meta["parameters"] == "nprobe=16"  # the most thorough setting is kept
+
+
+def test_duplicate_vectors_are_ties_not_misses():
+    """A gallery of 60 vectors, each stored 20 times: any 10 copies of a query are its 10
+    nearest, so the ids an IVF finds differ from the exact search's yet lose nothing."""
+    distinct, _ = clustered(60, 1, 16, 0.0, seed=10)
+    x = distinct.repeat_interleave(20, dim=0)  # (1200, 16) rows 20i … 20i + 19 equal
+    built = index.build(x, torch.arange(60).repeat_interleave(20), factory="IVF8,Flat")
+    measured = built.meta["calibration"]
+    assert measured["parameters"] == "nprobe=1" and measured["recall"] == 1.0
+    vectors, query = x.numpy(), x[:1].numpy()  # row 0: exact search may return 1 … 10
+    kth = calibrate._kth_exact(vectors, query, 10)
+    other_copies, other_vector = np.arange(10, 20)[None], np.arange(20, 30)[None]
+    assert calibrate._recalls(vectors, query, other_copies, kth).tolist() == [1.0]
+    assert calibrate._recalls(vectors, query, other_vector, kth).tolist() == [0.0]
 
 
 def test_given_parameters_and_exact_indexes_are_not_calibrated():
