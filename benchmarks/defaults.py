@@ -5,9 +5,17 @@ the budget: ``sampling-matters train --data kanji --steps 2500 --seed S``. Each 
 arm is that command with one default changed back to what it was before (or to what
 another library's plain loop does), and all arms run through the command line itself
 (``sampling_matters.cli.main``), one run at a time. The table gives each arm's test
-Recall@1 and MAP@R (mean ± std over the seeds) and its difference from the baseline,
+Recall@1 and MAP@R (mean ± std over the seeds) and its difference from its base,
 paired by seed: the mean difference and its 95% interval (t with n − 1 degrees of
 freedom). Where the interval holds 0 the verdict is "not distinguishable".
+
+An arm's base is ``defaults``, or ``previous-defaults`` for the arms measured while the
+previous defaults (:data:`PREVIOUS`: 16 × 5 batches, β at 1e-2) were the defaults: they
+carry those settings as flags, so a run read back is checked against what its flags
+give today (``finished.check_settings``), and they keep their pairing. When this table
+moves a default, the arms that measured it become the reverted ones (and their runs
+move folders with them: ``batch-20x4`` became ``beta-lr-1e-2``, ``beta-lr-1e-3``
+became ``batch-16x5``).
 
 Runs go to ``RUNS/<arm>/seed<S>/`` (default ``runs/defaults``); run the same command
 again after an interruption: finished runs are read back, a cut one resumes. Finished
@@ -38,8 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finished import RECORDS, read_metrics, train_once
+from finished import RECORDS, check_settings, read_metrics, train_once
+from sampling_matters.cli import _parser
 from sampling_matters.cli import main as cli
+from sampling_matters.cli.train import train_config
 from sampling_matters.config import TrainConfig, read_yaml
 from sampling_matters.tables import markdown_table, mean_std, paired
 
@@ -59,43 +69,71 @@ class Arm:
     flags: tuple[str, ...]
     text: str
     tier: int  # tiers run one after the other, each seed-major
+    base: str = "defaults"  # the arm it is paired against
 
+
+PREVIOUS = ("--classes-per-batch", "16", "--samples-per-class", "5", "--beta-lr", "0.01")
+"""The defaults before this table moved them: 16 × 5 batches, β at 1e-2. The arms measured
+while they were the defaults keep them as flags, and are paired against them."""
 
 ARMS = [
     Arm("defaults", (), "the defaults (nothing but --data, --steps, --seed)", 1),
+    Arm("previous-defaults", PREVIOUS, "the previous defaults: 16 × 5 batches, β at 1e-2", 1),
+    Arm(
+        "batch-16x5",
+        ("--classes-per-batch", "16", "--samples-per-class", "5"),
+        "16 classes × 5 images a batch (the previous default)",
+        1,
+    ),
+    Arm("beta-lr-1e-2", ("--beta-lr", "0.01"), "β at 1e-2 (the previous default)", 1),
+    Arm("no-lr-decay", ("--lr-decay-at",), "no learning-rate decay (a plain loop)", 2),
     Arm(
         "old-defaults",
         (
             "--backbone-lr", "0.0001", "--classes-per-batch", "20", "--samples-per-class",
-            "4", "--val-fraction", "0.1", "--select", "recall@1",
+            "4", "--val-fraction", "0.1", "--select", "recall@1", "--beta-lr", "0.01",
         ),
-        "all of the previous defaults: backbone at 1e-4, 20 × 4, 10% validation, best R@1",
-        1,
+        "all of the first defaults: backbone at 1e-4, 20 × 4, 10% validation, best R@1",
+        3,
+        "previous-defaults",
     ),
-    Arm("backbone-lr-1e-4", ("--backbone-lr", "0.0001"), "backbone at 1e-4 (fine-tuning)", 1),
     Arm(
-        "batch-20x4",
-        ("--classes-per-batch", "20", "--samples-per-class", "4"),
-        "20 classes × 4 images a batch (was the default)",
-        2,
+        "backbone-lr-1e-4",
+        (*PREVIOUS, "--backbone-lr", "0.0001"),
+        "backbone at 1e-4 (fine-tuning)",
+        3,
+        "previous-defaults",
     ),
     Arm(
         "val-recall",
-        ("--val-fraction", "0.1", "--select", "recall@1"),
-        "10% of the training classes held out, best.pt by validation Recall@1 (was the default)",
-        2,
+        (*PREVIOUS, "--val-fraction", "0.1", "--select", "recall@1"),
+        "10% of the training classes held out, best.pt by validation Recall@1 (a first default)",
+        3,
+        "previous-defaults",
     ),
     Arm(
         "val-map",
-        ("--val-fraction", "0.1", "--select", "map@r"),
+        (*PREVIOUS, "--val-fraction", "0.1", "--select", "map@r"),
         "10% of the training classes held out, best.pt by validation MAP@R",
-        1,
+        3,
+        "previous-defaults",
     ),
-    Arm("photo-augment", ("--augment", "photo"), "glyphs augmented as photos (crops, flips)", 2),
-    Arm("no-lr-decay", ("--lr-decay-at",), "no learning-rate decay (a plain loop)", 3),
-    Arm("no-weight-decay", ("--weight-decay", "0"), "no weight decay (a plain loop)", 3),
-    Arm("beta-lr-1e-3", ("--beta-lr", "0.001"), "β at the network's rate 1e-3 (a plain loop)", 3),
+    Arm(
+        "photo-augment",
+        (*PREVIOUS, "--augment", "photo"),
+        "glyphs augmented as photos (crops, flips)",
+        3,
+        "previous-defaults",
+    ),
+    Arm(
+        "no-weight-decay",
+        (*PREVIOUS, "--weight-decay", "0"),
+        "no weight decay (a plain loop)",
+        3,
+        "previous-defaults",
+    ),
 ]  # fmt: skip
+BY_NAME = {arm.name: arm for arm in ARMS}
 
 
 def run_dir(runs: Path, arm: Arm, seed: int) -> Path:
@@ -123,7 +161,13 @@ def train(args: argparse.Namespace, arm: Arm, seed: int) -> dict[str, float]:
             raise SystemExit(f"{arm.name} seed {seed}: training failed (exit {status})")
 
     train_once(out, command, record_dir(args, arm, seed))
+    check_settings(expected(out, flags), out)  # a run read back is the arm's
     return read_metrics(out)
+
+
+def expected(out: Path, flags: list[str]) -> TrainConfig:
+    """The settings the command line gives the arm's run today."""
+    return train_config(_parser().parse_args(["train", "--out", str(out), *flags]))
 
 
 def settings_of(out: Path) -> dict[str, object]:
@@ -132,8 +176,8 @@ def settings_of(out: Path) -> dict[str, object]:
 
 
 def changed(runs: Path, arm: Arm, seeds: list[int]) -> str:
-    """The settings of the arm's run that differ from the baseline's (resolved)."""
-    mine, base = run_dir(runs, arm, seeds[0]), run_dir(runs, ARMS[0], seeds[0])
+    """The settings of the arm's run that differ from its base's (resolved)."""
+    mine, base = run_dir(runs, arm, seeds[0]), run_dir(runs, BY_NAME[arm.base], seeds[0])
     if not (mine / "config.yaml").exists() or not (base / "config.yaml").exists():
         return ""
     a, b = settings_of(base), settings_of(mine)
@@ -143,36 +187,59 @@ def changed(runs: Path, arm: Arm, seeds: list[int]) -> str:
 
 
 def render(results: dict[str, dict[int, dict[str, float]]], seeds: list[int], args: Any) -> str:
-    base = results.get(ARMS[0].name, {})
     lines = [
         f"# Training defaults, each reverted: {args.data}, {args.steps} steps, seeds {seeds}",
         "",
         f"Generated by `benchmarks/defaults.py` on {time.strftime('%Y-%m-%d')}. Every run is "
         f"`sampling-matters train --data {args.data} --steps {args.steps} --seed S` plus the "
         "arm's flags, through the command line; test metrics on the unseen classes. "
-        "Differences are paired by seed against `defaults`: mean and 95% interval (t, n − 1 "
-        "degrees of freedom); where the interval holds 0, the arms are not distinguishable.",
+        "Differences are paired by seed against the section's base: mean and 95% interval "
+        "(t, n − 1 degrees of freedom); where the interval holds 0, the arms are not "
+        "distinguishable.",
         "",
         "Identical runs are not bit-identical across processes on these CPUs (thread "
         "scheduling changes float sums), so a seed's run-to-run noise is part of the spread.",
-        "",
     ]
+    for base, title in SECTIONS:
+        rows = section_rows(results, seeds, args, base)
+        if rows:
+            header = ["arm", "what", "seeds", "R@1 %", f"Δ R@1 vs {base}", "MAP@R %", "Δ MAP@R"]
+            lines += ["", f"## {title}", ""]
+            lines += markdown_table([*header, "settings that differ (resolved config.yaml)"], rows)
+    return "\n".join([*lines, "", *target(results.get(ARMS[0].name, {}), seeds)]) + "\n"
+
+
+SECTIONS = [
+    ("defaults", "Against the defaults"),
+    (
+        "previous-defaults",
+        "Against the previous defaults (16 × 5 batches, β at 1e-2), measured while they were "
+        "the defaults",
+    ),
+]
+
+
+def section_rows(
+    results: dict[str, dict[int, dict[str, float]]], seeds: list[int], args: Any, base: str
+) -> list[list[str]]:
+    """The rows of the base's arm and of the arms paired against it."""
+    against = results.get(base, {})
     rows = []
     for arm in ARMS:
         done = results.get(arm.name, {})
-        if not done:
+        if not done or (arm.base != base and arm.name != base):
             continue
         cells = [f"`{arm.name}`", arm.text, str(len(done))]
         for metric in METRICS:
             values = [done[s][metric] for s in seeds if s in done]
             cells.append(mean_std(values, scale=100))
-            pairs = [(done[s][metric], base[s][metric]) for s in seeds if s in done and s in base]
-            cells.append("—" if arm is ARMS[0] else paired(pairs, scale=100))
-        cells.append(changed(args.runs, arm, seeds))
+            pairs = [
+                (done[s][metric], against[s][metric]) for s in seeds if s in done and s in against
+            ]
+            cells.append("—" if arm.name == base else paired(pairs, scale=100))
+        cells.append("" if arm.name == base else changed(args.runs, arm, seeds))
         rows.append(cells)
-    header = ["arm", "what", "seeds", "R@1 %", "Δ R@1 vs defaults", "MAP@R %", "Δ MAP@R"]
-    lines += markdown_table([*header, "settings that differ (resolved config.yaml)"], rows)
-    return "\n".join([*lines, "", *target(base, seeds)]) + "\n"
+    return rows
 
 
 def target(base: dict[int, dict[str, float]], seeds: list[int]) -> list[str]:

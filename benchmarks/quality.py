@@ -14,9 +14,10 @@ The sets and their recipes:
 
 - ``emoji``: a linear head (→ 128-d, L2-normalised) on frozen ImageNet
   EfficientNet-Lite0 features at 128 px, computed once and cached (no augmentation);
-  1,500 steps of 20 classes × 4 images.
+  1,500 steps of 20 classes × 4 images, β at the demo recipe's 1e-2.
 - ``kanji``: ``small-cnn`` trained from scratch on 32×32 glyphs with glyph
-  augmentation; 2,500 steps of 16 classes × 5 images.
+  augmentation; 2,500 steps at training's defaults (``sampling-matters train --data
+  kanji --steps 2500``).
 
 The arms (``--arms``; each is a pair, ours and PML's):
 
@@ -141,6 +142,7 @@ RECIPES = {
             "image_size": 128,
             "classes_per_batch": 20,
             "samples_per_class": 4,
+            "beta_lr": 0.01,  # the demo recipe's
             "steps": 1500,
         },
         "linear head on frozen ImageNet EfficientNet-Lite0 features at 128 px (cached)",
@@ -151,8 +153,6 @@ RECIPES = {
             "data": "kanji",
             "model": "small-cnn",
             "augment": "glyph",
-            "classes_per_batch": 16,
-            "samples_per_class": 5,
             "steps": 2500,
         },
         "`small-cnn` from scratch on 32×32 glyphs, glyph augmentation",

@@ -462,7 +462,7 @@ def test_pml_row_trains_beta_in_its_own_group(cli_ablation):
     groups = state["optimiser"]["param_groups"]
     beta = [g for g in groups if g.get("name") == "beta"]
     assert len(beta) == 1 and len(beta[0]["params"]) == 1
-    assert beta[0]["initial_lr"] == pytest.approx(1e-2)  # beta_lr
+    assert beta[0]["initial_lr"] == pytest.approx(1e-3)  # beta_lr, the default
 
 
 def test_missing_pml_names_the_extra(

@@ -37,8 +37,8 @@ class DataConfig:
             "inferred (small single-channel images on a plain background are glyphs)"
         },
     )
-    classes_per_batch: int = 16
-    samples_per_class: int = 5
+    classes_per_batch: int = 20
+    samples_per_class: int = 4
     val_fraction: float = field(
         default=0.0,
         metadata={"help": "training classes held out for validation (default 0: none)"},
@@ -138,7 +138,7 @@ class OptimConfig:
             "scratch (small-cnn, --no-pretrained), lr / 10 for pretrained weights"
         },
     )
-    beta_lr: float = 1e-2
+    beta_lr: float = 1e-3
     weight_decay: float = 1e-4
     lr_decay: float = 0.1
     lr_decay_at: tuple[float, ...] = (0.6, 0.85)  # fractions of the run
