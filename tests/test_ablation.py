@@ -19,6 +19,7 @@ from PIL import Image
 from sampling_matters import ablation, training
 from sampling_matters.ablation import check_seeds, run_ablation, run_status
 from sampling_matters.cli import main
+from sampling_matters.config import TrainConfig
 
 LOSS_INDEX = {"contrastive": 0, "triplet-squared": 1, "triplet": 2, "margin": 3}
 SAMPLING_INDEX = {"uniform": 0, "hard": 1, "semihard": 2, "distance-weighted": 3}
@@ -462,7 +463,7 @@ def test_pml_row_trains_beta_in_its_own_group(cli_ablation):
     groups = state["optimiser"]["param_groups"]
     beta = [g for g in groups if g.get("name") == "beta"]
     assert len(beta) == 1 and len(beta[0]["params"]) == 1
-    assert beta[0]["initial_lr"] == pytest.approx(1e-3)  # beta_lr, the default
+    assert beta[0]["initial_lr"] == pytest.approx(TrainConfig().optim.beta_lr)  # the default
 
 
 def test_missing_pml_names_the_extra(

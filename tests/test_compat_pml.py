@@ -118,6 +118,8 @@ def test_train_runs_the_pml_margin_loss(tiny_settings, tmp_path, run_contract, l
     if learn_beta:
         assert beta != pytest.approx(1.2, abs=1e-6)  # learned
         assert float(state["loss"]["loss.beta"]) == pytest.approx(beta, abs=0.05)
-        assert len(groups) == 1 and groups[0]["initial_lr"] == pytest.approx(1e-2)
+        assert len(groups) == 1 and groups[0]["initial_lr"] == pytest.approx(
+            TrainConfig().optim.beta_lr
+        )
     else:
         assert beta == pytest.approx(1.2) and groups == []  # fixed: no group to train

@@ -43,10 +43,7 @@ def plain_run(folder, seed):
     sampler = sm.PKSampler(train.labels, P, K, seed=seed)
     loader = DataLoader(train.with_transform(augment), batch_sampler=sampler)
     beta = torch.nn.Parameter(torch.tensor(1.2))
-    optimiser = torch.optim.AdamW(
-        [{"params": model.parameters(), "lr": 1e-3}, {"params": [beta], "lr": 1e-2}],
-        weight_decay=1e-4,
-    )
+    optimiser = torch.optim.AdamW([*model.parameters(), beta], lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, [STEPS * 6 // 10, STEPS * 85 // 100])
     generator = torch.Generator().manual_seed(seed + 1)
     step, epoch = 0, 0
