@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import traceback
+import weakref
 from pathlib import Path
 
 import pytest
@@ -267,8 +268,6 @@ def test_one_process_is_the_identity():
 def test_leaving_frees_what_still_holds_the_group_first(tmp_path):
     """A DDP model left in a reference cycle is freed when the group is left, not at the
     interpreter's exit (where gloo's threads would abort the process)."""
-    import weakref
-
     distributed.leave()  # no group: nothing to do
     dist.init_process_group(
         "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1

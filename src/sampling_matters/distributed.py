@@ -71,7 +71,6 @@ def leave() -> None:
         return
     gc.collect()
     dist.destroy_process_group()
-    gc.collect()
 
 
 def backend_for(device: torch.device) -> str:
