@@ -56,6 +56,7 @@ class Table:
         budget: the budget in words; the step count is read from the table's ``.md``.
         command: the run that writes it.
         floor: the row of ``results/quality.md`` that scores the untrained input, if any.
+        adopted: a sentence on runs it took from another benchmark, if any.
     """
 
     key: str
@@ -65,6 +66,7 @@ class Table:
     budget: str
     command: str
     floor: str = ""
+    adopted: str = ""
 
     @property
     def csv(self) -> Path:
@@ -272,10 +274,12 @@ FEATURES = "no training: efficientnet-lite0 features"
 MARGIN_DW = "--losses margin --samplings distance-weighted"
 
 
-def _ablation(key: str, setup: str, budget: str, flags: str, floor: str) -> Table:
+def _ablation(
+    key: str, setup: str, budget: str, flags: str, floor: str, adopted: str = ""
+) -> Table:
     """A table written by ``sampling-matters ablate FLAGS`` (then copied to results/)."""
     command = f"sampling-matters ablate {flags} --out runs/{key}"
-    return Table(key, "ablation", _data(flags), setup, budget, command, floor)
+    return Table(key, "ablation", _data(flags), setup, budget, command, floor, adopted)
 
 
 def _data(flags: str) -> str:
@@ -317,6 +321,12 @@ K2500 = _ablation(
     FULL,
     f"{KANJI_FULL} --samplings distance-weighted --with-pml",
     RAW,
+    "Its margin + distance-weighted runs are the `defaults` arm's of `results/defaults.md` "
+    "(`sampling-matters train --data kanji --steps 2500 --seed S`, the same settings), "
+    "copied in by `.venv/bin/python benchmarks/adopt_runs.py --ablation "
+    "runs/ablation-kanji-2500 --cell margin--distance-weighted "
+    "--source benchmarks/results/runs/defaults/kanji-2500/defaults`, "
+    "which checks that every setting is the ablation's.",
 )
 K2500_MARGIN = _ablation(
     "ablation-kanji-2500-margin",
@@ -550,13 +560,14 @@ def _sources() -> list[str]:
             seeds = sorted({s for runs in read_runs(table).values() for s in runs})
             lines.append(
                 f"{what}, {steps(table):,} steps, seeds {', '.join(map(str, seeds))}. "
-                f"Made by `{table.command}`."
+                f"Made by `{table.command}`." + f" {table.adopted}" * bool(table.adopted)
             )
             continue
         into = f"`benchmarks/results/{table.key}/`"
         copy = f" (then copy its `ablation.csv` and `ablation.md` into {into})"
         copy *= table.kind == "ablation"
         lines.append(f"{what}. **Pending**: made by `{table.command}`{copy}.")
+        lines[-1] += f" {table.adopted}" * bool(table.adopted)
     return [*lines, ""]
 
 

@@ -10,9 +10,9 @@ paired by seed: the mean difference and its 95% interval (t with n − 1 degrees
 freedom). Where the interval holds 0 the verdict is "not distinguishable".
 
 An arm's base is ``defaults``, or ``previous-defaults`` for the arms measured while the
-previous defaults (:data:`PREVIOUS`: 16 × 5 batches, β at 1e-2) were the defaults: they
-carry those settings as flags, so a run read back is checked against what its flags
-give today (``finished.check_settings``), and they keep their pairing. When this table
+previous defaults (:data:`PREVIOUS`) were the defaults: they carry those settings as
+flags, so a run read back is checked against what its flags give today
+(``finished.check_settings``), and they keep their pairing. When this table
 moves a default, the arms that measured it become the reverted ones (and their runs
 move folders with them: ``batch-20x4`` became ``beta-lr-1e-2``, ``beta-lr-1e-3``
 became ``batch-16x5``).
@@ -73,12 +73,12 @@ class Arm:
 
 
 PREVIOUS = ("--classes-per-batch", "16", "--samples-per-class", "5", "--beta-lr", "0.01")
-"""The defaults before this table moved them: 16 × 5 batches, β at 1e-2. The arms measured
-while they were the defaults keep them as flags, and are paired against them."""
+"""The defaults before this table moved them (the ``previous-defaults`` arm says which). The
+arms measured while they were the defaults keep them as flags, and are paired against them."""
 
 ARMS = [
     Arm("defaults", (), "the defaults (nothing but --data, --steps, --seed)", 1),
-    Arm("previous-defaults", PREVIOUS, "the previous defaults: 16 × 5 batches, β at 1e-2", 1),
+    Arm("previous-defaults", PREVIOUS, "the previous defaults (16 × 5 batches, β at 1e-2)", 1),
     Arm(
         "batch-16x5",
         ("--classes-per-batch", "16", "--samples-per-class", "5"),
@@ -213,8 +213,7 @@ SECTIONS = [
     ("defaults", "Against the defaults"),
     (
         "previous-defaults",
-        "Against the previous defaults (16 × 5 batches, β at 1e-2), measured while they were "
-        "the defaults",
+        f"Against {BY_NAME['previous-defaults'].text}, measured while they were the defaults",
     ),
 ]
 

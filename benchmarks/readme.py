@@ -121,11 +121,12 @@ def defaults_block() -> list[str]:
     table = section(RESULTS / "defaults.md", "Against the defaults")
     base = row(table, {"arm": "`defaults`"})
     previous = row(table, {"arm": "`previous-defaults`"})
+    what = previous["what"]  # "the previous defaults (their settings)"
     return [
         "`configs/kanji.yaml` is the training defaults at 2,500 steps: "
         f"`sampling-matters train --data kanji --steps 2500` with nothing else reaches R@1 "
         f"{base['R@1 %']} % and MAP@R {base['MAP@R %']} % on the unseen classes "
-        f"({base['seeds']} seeds). The previous defaults (16 × 5 batches, β at 1e-2) differ "
+        f"({base['seeds']} seeds). {what[:1].upper()}{what[1:]} differ "
         f"from them by {previous['Δ MAP@R']} MAP@R points, paired by seed; each default "
         "against its old value is in [defaults.md](benchmarks/results/defaults.md).",
     ]
