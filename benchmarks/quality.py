@@ -90,7 +90,7 @@ from report import busy_cpu_seconds, cpu_model, others_share, others_text, own_c
 from sampling_matters import data as datasets
 from sampling_matters import training
 from sampling_matters.compat import pml
-from sampling_matters.config import TrainConfig
+from sampling_matters.config import TrainConfig, read_yaml
 from sampling_matters.data.datasets import ImageDataset
 from sampling_matters.data.transforms import eval_transform
 from sampling_matters.evaluation import evaluate
@@ -263,6 +263,7 @@ class Run(NamedTuple):
     seconds: float  # train()'s wall time; a floor's evaluation time
     beta: float  # β in log.csv's last row (NaN without β)
     trained: bool
+    trained_as: str = ""  # where another benchmark trained it (its config.yaml's out), if so
 
 
 def run_config(
@@ -317,7 +318,21 @@ def read_run(config: TrainConfig, recipe: Recipe, arm: Arm) -> Run:
         wall_seconds(out),
         last_beta(out),
         True,
+        trained_elsewhere(out),
     )
+
+
+def trained_elsewhere(out: Path) -> str:
+    """The folder that ``out``'s run was trained in (relative to the project), when not ``out``.
+
+    A finished run read back from another benchmark's record (the same settings, checked by
+    ``check_settings``) keeps that benchmark's ``out`` in its ``config.yaml``.
+    """
+    recorded = Path(str(read_yaml(out / "config.yaml").get("out", out)))
+    where = recorded if recorded.is_absolute() else ROOT / recorded
+    if where.resolve() == out.resolve():
+        return ""
+    return str(where.relative_to(ROOT)) if where.is_relative_to(ROOT) else str(recorded)
 
 
 def warm_up(recipe: Recipe, runs: Path) -> None:
@@ -561,9 +576,27 @@ def render(runs: Sequence[Run], info: dict[str, Any]) -> str:
         *runs_table(runs),
         "",
     ]
+    lines += elsewhere_section(runs)
     if info.get("note"):
         lines += ["## Note", "", info["note"], ""]
     return "\n".join(lines)
+
+
+def elsewhere_section(runs: Sequence[Run]) -> list[str]:
+    """The runs another benchmark trained with this recipe's settings, and where."""
+    rows = [[r.set, r.arm, str(r.seed), f"`{r.trained_as}`"] for r in runs if r.trained_as]
+    if not rows:
+        return []
+    return [
+        "## Runs trained by another benchmark",
+        "",
+        "These runs were trained with the settings this table's recipe gives them (checked "
+        "setting by setting when read back), by the benchmark that wrote the folder named, "
+        "and are read back from its records instead of trained again.",
+        "",
+        *markdown_table(["set", "arm", "seed", "trained in"], rows),
+        "",
+    ]
 
 
 # ------------------------------------------------------------------- main
