@@ -503,7 +503,8 @@ def _rule(judged: Sequence[Judged]) -> list[str]:
         "direction, **does not hold** where it excludes 0 the other way, and is **not "
         "distinguishable at this budget** where the interval holds 0. A comparison whose "
         "table has not been made yet is **pending**; one that cannot test its claim in its "
-        "set-up says so instead of a verdict.",
+        "set-up says so instead of a verdict. Each set-up's comparisons end with its floor, "
+        "the R@1 of its untrained input: an arm below it compares trainings that do not help.",
         "",
         *_noise(),
         "",
@@ -637,7 +638,7 @@ def _comparisons(judged: Sequence[Judged]) -> list[str]:
     header = ["set-up", "claim", "metric", "seeds", "a", "b", "a − b by seed"]
     header += ["a − b, 95% interval", "verdict"]
     rows = []
-    for j in judged:
+    for i, j in enumerate(judged):
         c = j.claim
         a, b = [p[0] for p in j.pairs], [p[1] for p in j.pairs]
         diff = paired(j.pairs, scale=SCALE).removesuffix(", not distinguishable")
@@ -646,7 +647,18 @@ def _comparisons(judged: Sequence[Judged]) -> list[str]:
             mean_std(a, SCALE), mean_std(b, SCALE), _points([x - y for x, y in j.pairs]) or "—",
             diff, _label(j),
         ])  # fmt: skip
+        if i + 1 == len(judged) or judged[i + 1].claim.table is not c.table:
+            rows += _floor_row(c.table)
     return markdown_table(header, rows)
+
+
+def _floor_row(table: Table) -> list[list[str]]:
+    """After a set-up's comparisons: the R@1 of its untrained input, which training must beat."""
+    if not (table.committed and table.floor):
+        return []
+    floor = SCALE * quality_recall(table.data, table.floor)
+    what = f"the floor, {table.floor} (`results/quality.md`)"
+    return [[_where(table), what, "R@1", "—", f"{floor:.1f}", "—", "—", "—", "untrained input"]]
 
 
 def _section(section: Section, judged: Sequence[Judged]) -> list[str]:

@@ -150,6 +150,15 @@ def test_the_emoji_frozen_head_tables_are_marked_below_the_floor():
     assert "**Every arm is below that floor**" in lines
 
 
+def test_every_committed_set_up_with_a_floor_ends_its_comparisons_with_it():
+    section = "\n".join(claims._comparisons([claims.judge(c) for c in claims._best(claims.E_HEAD)]))
+    rows = section.splitlines()
+    assert rows[-1].startswith("| `ablation-emoji`, 1,500 steps | the floor, no training: ")
+    assert "| 44.0 |" in rows[-1] and sum("the floor" in r for r in rows) == 1
+    pending = [claims.judge(c) for c in claims._best(claims.K2500, claims.K2500_MARGIN)]
+    assert len(claims._comparisons(pending)) == 2 + len(pending) + claims.K2500.committed
+
+
 def test_check_reports_a_stale_page(tmp_path):
     page = tmp_path / "claims.md"
     page.write_text("old\n")
