@@ -888,7 +888,10 @@ def _plainly() -> list[str]:
     for table, idea in ((K2500_EMPIRICAL, "empirical density"), (K2500_MEMORY, "memory")):
         judged = [judge(c) for c in CLAIMS if c.table is table]
         if not all(j.pairs for j in judged):
-            lines.append(f"- The {idea} at the full budget on kanji: pending (`{table.key}`).")
+            waiting = [t.key for t in (table, K2500) if not t.committed] or [table.key]
+            lines.append(
+                f"- The {idea} at the full budget on kanji: pending (`{'`, `'.join(waiting)}`)."
+            )
             continue
         words = {HOLDS: "beats it", FAILS: "is worse", OPEN: "is not distinguishable from it"}
         parts = [
