@@ -56,7 +56,11 @@ def adopt(ablation: Path, cell: str, source: Path) -> list[Path]:
         config = run_config(
             settings, RunSpec(loss, sampling, int(seed[1])), steps, ablation / "runs"
         )
-        check_settings(config, run)
+        try:
+            check_settings(config, run)
+        except SystemExit as error:  # its "remove it" is about a run folder, not a source
+            detail = str(error).removesuffix("; remove it")
+            raise SystemExit(f"{detail}: it cannot be the ablation's {cell} cell") from None
         target = Path(config.run.out)
         if (target / "metrics.json").exists():
             continue
