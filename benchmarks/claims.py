@@ -14,6 +14,7 @@ after a table changes (``tests/test_claims.py`` fails until the page is regenera
 
     .venv/bin/python benchmarks/claims.py            # rewrites docs/claims.md
     .venv/bin/python benchmarks/claims.py --check    # exit 1 if docs/claims.md is stale
+    .venv/bin/python benchmarks/claims.py --collect  # first copy the ablations' tables in
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import csv
 import math
 import re
+import shutil
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -31,8 +33,9 @@ from pathlib import Path
 import mdtables
 from sampling_matters.tables import markdown_table, mean_std, paired
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "claims.md"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "claims.md"
 SCALE = 100  # metrics are fractions; the page gives percentage points
 
 HOLDS = "holds"
@@ -77,6 +80,43 @@ class Table:
     def committed(self) -> bool:
         """Whether the table exists (else its claims are pending)."""
         return self.csv.exists()
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The folder the command writes its tables to (its ``--out``), if it names one."""
+        found = re.search(r"--out (\S+)", self.command)
+        return Path(found.group(1)) if found else None
+
+
+def collect(root: Path = ROOT) -> list[str]:
+    """Copy each ablation's ``ablation.csv`` and ``.md`` from its run folder into results.
+
+    Only ablation tables are copied: a β study writes its results itself. ``root`` is where
+    the commands ran (their ``--out`` is relative to it). A run folder with fewer runs than
+    the committed table is left out, so a fresh partial run never replaces finished rows.
+    Returns one line per table: copied, or why not.
+    """
+    said = []
+    for table in TABLES:
+        source = root / table.run_dir if table.run_dir else None
+        if table.kind != "ablation" or source is None or not (source / "ablation.csv").exists():
+            continue
+        have, had = _row_count(source / "ablation.csv"), _row_count(table.csv)
+        if have < had:
+            said.append(
+                f"left {table.key}: {source} has fewer runs ({have}) than committed ({had})"
+            )
+            continue
+        table.csv.parent.mkdir(parents=True, exist_ok=True)
+        for name in ("ablation.csv", "ablation.md"):
+            shutil.copyfile(source / name, table.csv.parent / name)
+        said.append(f"copied {table.key} ({have} runs) from {source}")
+    return said
+
+
+def _row_count(path: Path) -> int:
+    """Data rows of a csv file (0 if there is none)."""
+    return max(len(path.read_text().splitlines()) - 1, 0) if path.exists() else 0
 
 
 @dataclass(frozen=True)
@@ -576,12 +616,12 @@ def _sources() -> list[str]:
         if table.committed:
             seeds = sorted({s for runs in read_runs(table).values() for s in runs})
             lines.append(
-                f"{what}, {steps(table):,} steps, seeds {', '.join(map(str, seeds))}. "
+                f"{what}, {steps(table):,} steps, seed{'s' * (len(seeds) > 1)} "
+                f"{', '.join(map(str, seeds))}. "
                 f"Made by `{table.command}`." + f" {table.adopted}" * bool(table.adopted)
             )
             continue
-        into = f"`benchmarks/results/{table.key}/`"
-        copy = f" (then copy its `ablation.csv` and `ablation.md` into {into})"
+        copy = " (then `benchmarks/claims.py --collect` copies its tables in)"
         copy *= table.kind == "ablation"
         lines.append(f"{what}. **Pending**: made by `{table.command}`{copy}.")
         lines[-1] += f" {table.adopted}" * bool(table.adopted)
@@ -1013,7 +1053,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="exit 1 if the page is stale")
     parser.add_argument("--out", type=Path, default=DOC, help=f"the page to write ({DOC})")
+    parser.add_argument(
+        "--collect", action="store_true", help="first copy the ablations' tables from runs/"
+    )
     args = parser.parse_args(argv)
+    for line in collect() if args.collect else []:
+        print(line, file=sys.stderr)
     text = render()
     if args.check:
         stale = not args.out.exists() or args.out.read_text() != text

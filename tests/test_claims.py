@@ -181,3 +181,21 @@ def test_check_reports_a_stale_page(tmp_path):
     assert claims.main(["--out", str(page)]) == 0
     assert claims.main(["--check", "--out", str(page)]) == 0
     assert page.read_text() == claims.render()
+
+
+def test_collect_copies_a_run_folders_tables_but_never_fewer_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "RESULTS", tmp_path / "results")
+    grid = claims.Table("grid", "ablation", "kanji", "s", "b", "ablate --seeds 3 --out runs/grid")
+    beta = claims.Table("beta-grid", "beta", "kanji", "s", "b", "beta_study.py --out runs/beta")
+    monkeypatch.setattr(claims, "TABLES", (grid, beta))
+    runs = tmp_path / "runs"
+    write_table(runs, "grid", ["margin,uniform,0,0.80,0.4,ok", "margin,uniform,1,0.81,0.4,ok"])
+    write_table(runs, "beta", ["margin,uniform,0,0.80,0.4,ok"])  # a β study writes its own
+    assert claims.collect(tmp_path) == [f"copied grid (2 runs) from {runs / 'grid'}"]
+    assert grid.csv.read_text() == (runs / "grid" / "ablation.csv").read_text()
+    assert not (tmp_path / "results" / "beta-grid").exists()
+    # a fresh run folder with one run must not replace the two committed rows
+    (runs / "grid" / "ablation.csv").write_text(HEADER + "margin,uniform,0,0.70,0.4,ok\n")
+    left = f"left grid: {runs / 'grid'} has fewer runs (1) than committed (2)"
+    assert claims.collect(tmp_path) == [left]
+    assert "0.81" in grid.csv.read_text()
