@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mdtables
+from beta_study import ARMS as BETA_ARMS
+from sampling_matters.ablation import DEFAULT_LOSSES, DEFAULT_SAMPLINGS, PML_LOSS
 from sampling_matters.tables import markdown_table, mean_std, paired
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,6 +197,21 @@ def values(table: Table, arm: str, metric: str = "recall@1") -> dict[int, float]
     return {seed: value for seed, value in found.items() if math.isfinite(value)}
 
 
+def not_run_yet(table: Table, arm: str) -> bool:
+    """Whether committed ``table`` lacks ``arm`` because its run has not reached that arm yet.
+
+    Raises:
+        ValueError: ``arm`` is missing and no run of the table's kind makes an arm so named.
+    """
+    runs = read_runs(table)
+    if arm in runs:
+        return False
+    grid = [f"{loss} + {s}" for loss in (*DEFAULT_LOSSES, PML_LOSS) for s in DEFAULT_SAMPLINGS]
+    if arm not in (BETA_ARMS if table.kind == "beta" else grid):
+        raise ValueError(f"{table.csv} has no arm {arm!r}; it has {sorted(runs)}")
+    return True
+
+
 def steps(table: Table) -> int:
     """The training steps per run, read from the ``.md`` beside the table.
 
@@ -275,9 +292,11 @@ def verdict(pairs: Sequence[tuple[float, float]], direction: int) -> str:
 
 
 def judge(claim: Claim) -> Judged:
-    """``claim``'s paired values and verdict; pending while a table is not committed."""
+    """``claim``'s paired values and verdict; pending while a table or an arm is not run."""
     table_b = claim.table_b or claim.table
     if not (claim.table.committed and table_b.committed):
+        return Judged(claim)
+    if not_run_yet(claim.table, claim.a) or not_run_yet(table_b, claim.b):
         return Judged(claim)
     a = values(claim.table, claim.a, claim.metric)
     b = values(table_b, claim.b, claim.metric)
@@ -608,6 +627,12 @@ def _glance(judged: Sequence[Judged]) -> list[str]:
     return [intro, "", *markdown_table(["table", *(VERDICTS[i] for i in shown)], rows)]
 
 
+def _to_run(table: Table) -> str:
+    """The arms of committed ``table`` that claims read and its run has not reached yet."""
+    arms = {(c.table, c.a) for c in CLAIMS} | {(c.table_b or c.table, c.b) for c in CLAIMS}
+    return ", ".join(sorted(arm for t, arm in arms if t == table and not_run_yet(table, arm)))
+
+
 def _sources() -> list[str]:
     """Every table: what it holds and the run that makes it (or will)."""
     lines = ["## The tables", ""]
@@ -620,6 +645,8 @@ def _sources() -> list[str]:
                 f"{', '.join(map(str, seeds))}. "
                 f"Made by `{table.command}`." + f" {table.adopted}" * bool(table.adopted)
             )
+            todo = _to_run(table)
+            lines[-1] += f" Still to run, for its claims: the arms {todo}." * bool(todo)
             continue
         copy = " (then `benchmarks/claims.py --collect` copies its tables in)"
         copy *= table.kind == "ablation"

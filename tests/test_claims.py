@@ -199,3 +199,21 @@ def test_collect_copies_a_run_folders_tables_but_never_fewer_runs(tmp_path, monk
     left = f"left grid: {runs / 'grid'} has fewer runs (1) than committed (2)"
     assert claims.collect(tmp_path) == [left]
     assert "0.81" in grid.csv.read_text()
+
+
+def test_an_arm_its_run_has_not_reached_is_pending_and_a_misspelt_one_is_refused(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(claims, "RESULTS", tmp_path)
+    write_table(tmp_path, "grid", [f"margin,distance-weighted,{s},0.80,0.4,ok" for s in range(3)])
+    grid = table("grid")
+    later = claims.Claim(2, "dw above uniform", grid, claims.MDW, "margin + uniform")
+    monkeypatch.setattr(claims, "CLAIMS", (later,))
+    monkeypatch.setattr(claims, "TABLES", (grid,))
+    assert claims.judge(later).verdict == claims.PENDING
+    source = claims._sources()[2]
+    assert source.startswith("- `grid/ablation.csv`") and "seeds 0, 1, 2" in source
+    assert source.endswith("Still to run, for its claims: the arms margin + uniform.")
+    typo = claims.Claim(2, "dw above unifrom", grid, claims.MDW, "margin + unifrom")
+    with pytest.raises(ValueError, match="no arm 'margin \\+ unifrom'"):
+        claims.judge(typo)
