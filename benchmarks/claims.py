@@ -696,7 +696,8 @@ def _floors() -> list[str]:
         below = [arm for arm, mean in means.items() if mean < floor]
         best = max(means, key=lambda arm: means[arm])
         text = (
-            f"- `{table.key}`: {len(below)} of {len(means)} arms score below R@1 "
+            f"- `{table.key}`: {len(below)} of {len(means)} arm{'s' * (len(means) > 1)} "
+            f"score below R@1 "
             f"{SCALE * floor:.1f}, the untrained input's (`results/quality.md`, "
             f'"{table.floor}"); the best, {best}, reaches {SCALE * means[best]:.1f}.'
         )
