@@ -118,7 +118,13 @@ def collect(root: Path = ROOT) -> list[str]:
 
 def _row_count(path: Path) -> int:
     """Data rows of a csv file (0 if there is none)."""
-    return max(len(path.read_text().splitlines()) - 1, 0) if path.exists() else 0
+    return len(_csv_rows(path)) if path.exists() else 0
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of the csv file at ``path``, as dicts by column."""
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 @dataclass(frozen=True)
@@ -172,10 +178,8 @@ class Section:
 
 def read_runs(table: Table) -> Runs:
     """Every row of ``table``'s csv, by arm and seed."""
-    with table.csv.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
     runs: Runs = {}
-    for row in rows:
+    for row in _csv_rows(table.csv):
         arm = f"{row['loss']} + {row['sampling']}" if "loss" in row else row["arm"]
         runs.setdefault(arm, {})[int(row["seed"])] = row
     return runs
