@@ -33,7 +33,7 @@ from pathlib import Path
 import mdtables
 from beta_study import ARMS as BETA_ARMS
 from sampling_matters.ablation import DEFAULT_LOSSES, DEFAULT_SAMPLINGS, PML_LOSS
-from sampling_matters.tables import markdown_table, mean_std, paired
+from sampling_matters.tables import interval, markdown_table, mean_std, paired
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -262,21 +262,6 @@ def quality_steps(data: str) -> int:
 # ---------------------------------------------------------------- the statistics
 
 
-def interval(diffs: Sequence[float]) -> tuple[float, float, float]:
-    """The mean of ``diffs`` and its 95% t interval (n − 1 degrees of freedom).
-
-    Raises:
-        ValueError: fewer than two differences.
-    """
-    from scipy import stats  # type: ignore[import-untyped]
-
-    if len(diffs) < 2:
-        raise ValueError(f"an interval needs at least 2 paired seeds, got {len(diffs)}")
-    mean = statistics.fmean(diffs)
-    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
-    return mean, mean - half, mean + half
-
-
 def verdict(pairs: Sequence[tuple[float, float]], direction: int) -> str:
     """The verdict on "a is above b" (``direction`` +1) or "below" (−1), paired by seed.
 
@@ -330,7 +315,7 @@ EMOJI_HEAD = (
 EMOJI_TUNE = (  # configs/demo.yaml's settings, as flags
     "--data emoji --model efficientnet-lite0 --image-size 128 --frozen-stages 6 "
     "--frozen-batchnorm --cache-features --embedding-dim 512 --classes-per-batch 20 "
-    "--samples-per-class 4 --lr 0.001 --backbone-lr 0.0001 --beta-lr 0.01 --steps 300 --seeds 3"
+    "--samples-per-class 4 --lr 0.001 --backbone-lr 0.0001 --beta-lr 0.01 --steps 300 --seeds 5"
 )
 RAW = "no training: raw pixels"
 FEATURES = "no training: efficientnet-lite0 features"
@@ -955,14 +940,17 @@ def steps_of(table: Table) -> int:
 
 
 def _plainly() -> list[str]:
-    """Whether each idea beats the paper's sampling at the full budget on kanji, in words."""
+    """Whether each idea beats the paper's sampling at the full budget, in words."""
     lines = []
-    for table, idea in ((K2500_EMPIRICAL, "empirical density"), (K2500_MEMORY, "memory")):
+    ideas = ((K2500_EMPIRICAL, "empirical density"), (K2500_MEMORY, "memory"))
+    for table, idea in (*ideas, (E_TUNE_EMPIRICAL, "empirical density")):
         judged = [judge(c) for c in CLAIMS if c.table is table]
         if not all(j.pairs for j in judged):
-            waiting = [t.key for t in (table, K2500) if not t.committed] or [table.key]
+            paper = judged[0].claim.table_b or table
+            waiting = [t.key for t in (table, paper) if not t.committed] or [table.key]
             lines.append(
-                f"- The {idea} at the full budget on kanji: pending (`{'`, `'.join(waiting)}`)."
+                f"- The {idea} at the full budget on {table.data}: pending "
+                f"(`{'`, `'.join(waiting)}`)."
             )
             continue
         words = {HOLDS: "beats it", FAILS: "is worse", OPEN: "is not distinguishable from it"}
@@ -972,11 +960,33 @@ def _plainly() -> list[str]:
             for j in judged
         ]
         lines.append(
-            f"- The {idea}, against the paper's sampling (sphere's density, no memory) on kanji "
-            f"at {steps(table):,} steps, {len(judged[0].seeds)} seeds paired: "
+            f"- The {idea}, against the paper's sampling (sphere's density, no memory) on "
+            f"{table.data} at {steps(table):,} steps, {len(judged[0].seeds)} seeds paired: "
             f"{' and '.join(parts)}."
         )
     return [*lines, ""]
+
+
+def full_budget(judged: Sequence[Judged] | None = None) -> list[str]:
+    """README's summary: every comparison at a full budget, once each, with its verdict.
+
+    A full budget is kanji's 2,500 steps or the demo's emoji fine-tuning, where every
+    trained arm beats its untrained input; a comparison two claims share is listed once.
+    """
+    judged = judge_all() if judged is None else judged
+    rows, seen = [], set()
+    for j in judged:
+        c = j.claim
+        key = (c.table, c.table_b, c.a, c.b, c.metric)
+        if c.table.budget not in (FULL, DEMO) or key in seen:
+            continue
+        seen.add(key)
+        diff = paired(j.pairs, scale=SCALE).removesuffix(", not distinguishable")
+        seeds = str(len(j.seeds)) if j.seeds else "—"
+        where = f"{c.table.setup}, {steps_of(c.table):,} steps"
+        rows.append([where, c.text, _metric(c.metric), seeds, diff, _label(j)])
+    header = ["set-up", "comparison", "metric", "seeds", "a − b, points (95% interval)"]
+    return markdown_table([*header, "verdict"], rows)
 
 
 # ---------------------------------------------------------------- the sections, and the page

@@ -68,6 +68,14 @@ def test_the_interval_is_the_one_tables_paired_prints(pairs):
     assert ("not distinguishable" in text) == (claims.verdict(pairs, 1) == claims.OPEN)
 
 
+def test_an_interval_that_excludes_0_never_prints_a_bound_of_0():
+    # per-seed differences +1.16, +0.34, +0.29, +0.74, +0.16: the low bound is +0.03
+    pairs = [(0.5 + d / 100, 0.5) for d in (1.16, 0.34, 0.29, 0.74, 0.16)]
+    low = claims.interval([100 * (a - b) for a, b in pairs])[1]
+    assert claims.verdict(pairs, direction=1) == claims.HOLDS and 0 < low < 0.05
+    assert paired(pairs, scale=100) == f"+0.54 [{low:+.2f}, +1.05]"
+
+
 def test_a_claim_on_a_table_not_yet_made_is_pending(tmp_path, monkeypatch):
     monkeypatch.setattr(claims, "RESULTS", tmp_path)
     claim = claims.Claim(1, "a above b", table("not-made"), "margin + uniform", "margin + hard")
@@ -167,11 +175,14 @@ def test_the_beyond_paper_rows_are_said_in_words_with_their_intervals(tmp_path, 
     write_table(tmp_path, claims.K2500.key, paper, steps=2500)
     better = [f"margin,distance-weighted,{s},0.9{s + 2},0.70,ok" for s in range(3)]
     write_table(tmp_path, claims.K2500_EMPIRICAL.key, better, steps=2500)
-    (empirical, memory, _) = claims._plainly()
+    (empirical, memory, emoji, _) = claims._plainly()
     assert empirical.startswith("- The empirical density, against the paper's sampling")
     assert "at 2,500 steps, 3 seeds paired: beats it in R@1 (+2.0 [+2.0, +2.0] points)" in empirical
     assert "is worse in MAP@R (-10.0 [-10.0, -10.0] points)" in empirical
     assert memory.endswith("pending (`ablation-kanji-2500-memory`).")  # the paper's is there
+    assert emoji.endswith(
+        "on emoji: pending (`ablation-emoji-finetune-empirical`, `ablation-emoji-finetune`)."
+    )
 
 
 def test_check_reports_a_stale_page(tmp_path):
@@ -217,3 +228,18 @@ def test_an_arm_its_run_has_not_reached_is_pending_and_a_misspelt_one_is_refused
     typo = claims.Claim(2, "dw above unifrom", grid, claims.MDW, "margin + unifrom")
     with pytest.raises(ValueError, match="no arm 'margin \\+ unifrom'"):
         claims.judge(typo)
+
+
+def test_readmes_summary_lists_each_full_budget_comparison_once():
+    judged = claims.judge_all()
+    rows = claims.full_budget(judged)[2:]
+    full = {
+        (j.claim.table, j.claim.table_b, j.claim.a, j.claim.b, j.claim.metric)
+        for j in judged
+        if j.claim.table.budget in (claims.FULL, claims.DEMO)
+    }
+    assert len(rows) == len(full) > 0  # a claim shared by two sections (semi-hard) once
+    assert not any(", 500 steps |" in r or ", 1,500 steps |" in r for r in rows)
+    memory = next(j for j in judged if j.claim.table is claims.K2500_MEMORY)
+    interval = paired(memory.pairs, scale=100).removesuffix(", not distinguishable")
+    assert any("cross-batch memory, 2,500 steps |" in r and interval in r for r in rows)

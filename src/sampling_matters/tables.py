@@ -11,6 +11,8 @@ Example:
     '60.0 ± 14.1'
     >>> paired([(0.9, 0.8), (0.95, 0.8), (0.85, 0.8)], scale=100)
     '+10.0 [-2.4, +22.4], not distinguishable'
+    >>> paired([(0.5 + d, 0.5) for d in (0.0116, 0.0034, 0.0029, 0.0074, 0.0016)], scale=100)
+    '+0.54 [+0.03, +1.05]'
     >>> print("\n".join(markdown_table(["arm", "R@1"], [["a", "60.0"]])))
     | arm | R@1 |
     |---|---|
@@ -22,7 +24,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-__all__ = ["markdown_table", "mean_std", "paired"]
+__all__ = ["interval", "markdown_table", "mean_std", "paired"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -41,21 +43,37 @@ def mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> st
     return f"{mean:.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
 
 
+def interval(diffs: Sequence[float]) -> tuple[float, float, float]:
+    """The mean of ``diffs`` and its 95% t interval (n − 1 degrees of freedom).
+
+    Raises:
+        ValueError: fewer than two differences.
+    """
+    from scipy import stats  # type: ignore[import-untyped]  # scikit-learn's dependency; imported when a report is written
+
+    if len(diffs) < 2:
+        raise ValueError(f"an interval needs at least 2 paired seeds, got {len(diffs)}")
+    mean = statistics.fmean(diffs)
+    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return mean, mean - half, mean + half
+
+
 def paired(pairs: Sequence[tuple[float, float]], scale: float = 1.0, digits: int = 1) -> str:
     """The mean of ``a − b`` over pairs (by seed) with its 95% t interval, and a verdict.
 
     ``+1.2 [+0.4, +2.0]`` when the interval excludes 0, ``+0.3 [-0.9, +1.5], not
     distinguishable`` when it holds 0; one pair gives the difference alone, none "—".
+    Where the interval excludes 0 but a bound would print as 0 (``[+0.0, +1.0]``), more
+    digits are shown, up to 4, so the printed interval never seems to hold 0.
     """
-    from scipy import stats  # type: ignore[import-untyped]  # scikit-learn's dependency; imported when a report is written
-
     diffs = [scale * (a - b) for a, b in pairs]
     if not diffs:
         return "—"
-    mean = statistics.fmean(diffs)
     if len(diffs) < 2:
-        return f"{mean:+.{digits}f} (1 seed, no interval)"
-    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
-    low, high = mean - half, mean + half
+        return f"{statistics.fmean(diffs):+.{digits}f} (1 seed, no interval)"
+    mean, low, high = interval(diffs)
+    holds_zero = low <= 0 <= high
+    while not holds_zero and digits < 4 and 0 in (round(low, digits), round(high, digits)):
+        digits += 1
     text = f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
-    return text + (", not distinguishable" if low <= 0 <= high else "")
+    return text + (", not distinguishable" if holds_zero else "")
