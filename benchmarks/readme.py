@@ -282,13 +282,7 @@ def claims_block() -> list[str]:
     """The comparisons at the full budgets, judged by ``claims.py`` as in docs/claims.md."""
     import claims  # benchmarks/claims.py, next to this script
 
-    return [
-        "At the full budgets (kanji from scratch at 2,500 steps; emoji on the demo's "
-        "fine-tuning recipe, where every arm beats the untrained features), paired by seed "
-        "with a 95% t interval, in percentage points:",
-        "",
-        *claims.full_budget(),
-    ]
+    return claims.full_budget()
 
 
 # ---------------------------------------------------------------- README

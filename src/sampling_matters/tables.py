@@ -11,6 +11,8 @@ Example:
     '60.0 ± 14.1'
     >>> paired([(0.9, 0.8), (0.95, 0.8), (0.85, 0.8)], scale=100)
     '+10.0 [-2.4, +22.4], not distinguishable'
+    >>> difference([(0.9, 0.8), (0.95, 0.8), (0.85, 0.8)], scale=100)  # no verdict
+    '+10.0 [-2.4, +22.4]'
     >>> paired([(0.5 + d, 0.5) for d in (0.0116, 0.0034, 0.0029, 0.0074, 0.0016)], scale=100)
     '+0.54 [+0.03, +1.05]'
     >>> print("\n".join(markdown_table(["arm", "R@1"], [["a", "60.0"]])))
@@ -24,7 +26,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-__all__ = ["interval", "markdown_table", "mean_std", "paired"]
+__all__ = ["difference", "interval", "markdown_table", "mean_std", "paired"]
+
+NOT_DISTINGUISHABLE = ", not distinguishable"
+"""What :func:`paired` appends where the interval holds 0."""
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -58,6 +63,14 @@ def interval(diffs: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def difference(pairs: Sequence[tuple[float, float]], scale: float = 1.0, digits: int = 1) -> str:
+    """The mean of ``a − b`` over pairs (by seed) with its 95% t interval, no verdict.
+
+    ``+1.2 [+0.4, +2.0]``; one pair gives the difference alone, none "—".
+    """
+    return paired(pairs, scale, digits).removesuffix(NOT_DISTINGUISHABLE)
+
+
 def paired(pairs: Sequence[tuple[float, float]], scale: float = 1.0, digits: int = 1) -> str:
     """The mean of ``a − b`` over pairs (by seed) with its 95% t interval, and a verdict.
 
@@ -76,4 +89,4 @@ def paired(pairs: Sequence[tuple[float, float]], scale: float = 1.0, digits: int
     while not holds_zero and digits < 4 and 0 in (round(low, digits), round(high, digits)):
         digits += 1
     text = f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
-    return text + (", not distinguishable" if holds_zero else "")
+    return text + (NOT_DISTINGUISHABLE if holds_zero else "")
